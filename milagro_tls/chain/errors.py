@@ -1,0 +1,126 @@
+"""Errors of the chain layer.
+
+    ChainError
+     ├── SourceError                 a chain source failed (network, protocol, refusal)
+     │    ├── TxNotFound             the source does not know the transaction
+     │    └── BlockNotFound          the source does not know the block or height
+     ├── NodeError                   the embedded regtest node
+     │    ├── DataDirLocked          another process owns the chain directory
+     │    ├── TxRejected             mempool refused a transaction (reason in .reason)
+     │    └── BlockRejected          the kernel did not make the block the tip
+     ├── HeaderRejected              a header broke a rule (rule in .rule)
+     └── VerificationError           an anchor does not prove the identity
+          ├── AnchorNotFound
+          ├── AnchorUnconfirmed
+          ├── AnchorTooShallow
+          ├── UnknownBlock           proof names a block our header chain does not have
+          ├── ProofMismatch          merkle branch, witness commitment or header mismatch
+          ├── DigestMismatch
+          ├── BadSignature
+          ├── WrongKey
+          ├── MalformedAnchor
+          └── UnknownMarkerType
+"""
+from __future__ import annotations
+
+from ..errors import MilagroError
+
+
+class ChainError(MilagroError):
+    """Anything that goes wrong with chain data."""
+
+
+class SourceError(ChainError):
+    """A chain source failed to answer."""
+
+
+class TxNotFound(SourceError):
+    def __init__(self, txid: str, detail: str = "") -> None:
+        self.txid = txid
+        super().__init__(f"transaction {txid} not found" + (f": {detail}" if detail else ""))
+
+
+class BlockNotFound(SourceError):
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"block {what} not found")
+
+
+class NodeError(ChainError):
+    """The embedded regtest node refused an operation."""
+
+
+class DataDirLocked(NodeError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"chain directory {path} is owned by another process")
+
+
+class TxRejected(NodeError):
+    def __init__(self, reason: str, txid: str | None = None) -> None:
+        self.reason = reason
+        self.txid = txid
+        super().__init__(f"transaction rejected: {reason}")
+
+
+class BlockRejected(NodeError):
+    def __init__(self, reason: str, block_hash: str | None = None) -> None:
+        self.reason = reason
+        self.block_hash = block_hash
+        super().__init__(f"block rejected: {reason}")
+
+
+class HeaderRejected(ChainError):
+    def __init__(self, rule: str, block_hash: str | None = None, height: int | None = None) -> None:
+        self.rule = rule
+        self.block_hash = block_hash
+        self.height = height
+        where = f" at height {height}" if height is not None else ""
+        super().__init__(f"header {block_hash or '?'}{where} rejected: {rule}")
+
+
+class VerificationError(ChainError):
+    """The anchor does not prove the claimed identity. ``str(e)`` is the reason."""
+
+
+class AnchorNotFound(VerificationError):
+    pass
+
+
+class AnchorUnconfirmed(VerificationError):
+    pass
+
+
+class AnchorTooShallow(VerificationError):
+    def __init__(self, confirmations: int, required: int) -> None:
+        self.confirmations = confirmations
+        self.required = required
+        super().__init__(f"anchor has {confirmations} confirmations, {required} required")
+
+
+class UnknownBlock(VerificationError):
+    pass
+
+
+class ProofMismatch(VerificationError):
+    pass
+
+
+class DigestMismatch(VerificationError):
+    pass
+
+
+class BadSignature(VerificationError):
+    pass
+
+
+class WrongKey(VerificationError):
+    pass
+
+
+class MalformedAnchor(VerificationError):
+    pass
+
+
+class UnknownMarkerType(VerificationError):
+    pass

@@ -1,0 +1,1 @@
+"""The embedded regtest node, validated by Bitcoin Core's kernel (see API.md)."""

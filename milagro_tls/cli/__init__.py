@@ -1,0 +1,29 @@
+"""The ``milagro`` command line. Each sub-command parses arguments, calls the library, prints."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MilagroError
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import chain_commands, identity_commands, demo_command
+
+    parser = argparse.ArgumentParser(prog="milagro", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    chain_commands.register(sub)
+    identity_commands.register(sub)
+    demo_command.register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MilagroError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
