@@ -87,12 +87,17 @@ class BlockHeader:
         return work_from_bits(self.bits)
 
     def check_proof_of_work(self, pow_limit_bits: int) -> None:
-        """Raise HeaderRejected unless hash <= target <= pow limit (Core's CheckProofOfWork)."""
+        """Raise HeaderRejected unless hash <= target <= pow limit (Core's CheckProofOfWork).
+
+        ``.rule`` is the bare reject reason ("high-hash", "bad-diffbits") so callers can
+        compare it. Core reports all of these as "high-hash"; an unusable target is
+        kept apart here as "bad-diffbits" because it is a fault of nBits, not of the hash.
+        """
         try:
             target = bits_to_target(self.bits)
         except ValueError:
-            raise HeaderRejected("bad-diffbits: invalid compact target", self.hash_hex) from None
+            raise HeaderRejected("bad-diffbits", self.hash_hex) from None
         if target == 0 or target > bits_to_target(pow_limit_bits):
-            raise HeaderRejected("bad-diffbits: target above the network's limit", self.hash_hex)
+            raise HeaderRejected("bad-diffbits", self.hash_hex)
         if int.from_bytes(self.hash, "little") > target:
-            raise HeaderRejected("high-hash: proof of work above target", self.hash_hex)
+            raise HeaderRejected("high-hash", self.hash_hex)
