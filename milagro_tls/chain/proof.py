@@ -1,0 +1,166 @@
+"""The anchor proof bundle: everything a verifier needs besides its own header chain.
+
+It is what the handshake staples (with the canonical certificate). Binary form,
+integers big-endian:
+
+    version        u8   = 1
+    height         u32
+    header         80
+    tx_index       u32  position of the anchor transaction in its block
+    depth          u8   depth of the block's Merkle tree; ONE depth for all three
+                        branches, so a 64-byte transaction cannot pose as an inner node
+    txid_branch    depth × 32
+    coinbase_branch depth × 32   (the coinbase is at position 0)
+    wtxid_branch   depth × 32    (BIP141 witness tree, coinbase wtxid = 0)
+    tx             u24 length ‖ raw transaction with witness
+    coinbase       u24 length ‖ raw coinbase with its witness (the reserved value)
+    spent          u16 count ‖ count × (u64 value ‖ u16 length ‖ scriptPubKey)
+                   one per input of tx: the sighash needs them; a wrong one makes
+                   the signature check fail, so they need no proof of their own
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import MalformedInput
+from .block import Block
+from .header import HEADER_SIZE
+from .merkle import merkle_branch
+from .source import ChainSource
+from .tx import parse_tx, txid_of
+from .errors import AnchorNotFound
+
+VERSION = 1
+#: A block of 4 MWU holds at most ~24,000 transactions: depth 15. 24 leaves room and bounds parsing.
+MAX_DEPTH = 24
+#: Default bound of a serialized proof; the handshake staples it (16 KiB budget with the certificate).
+MAX_PROOF_SIZE = 16 * 1024 - 2048
+
+
+@dataclass(frozen=True, slots=True)
+class SpentOutput:
+    value: int
+    script_pubkey: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnchorProof:
+    height: int
+    header: bytes
+    tx_index: int
+    txid_branch: tuple[bytes, ...]
+    coinbase_branch: tuple[bytes, ...]
+    wtxid_branch: tuple[bytes, ...]
+    tx: bytes
+    coinbase: bytes
+    spent_outputs: tuple[SpentOutput, ...]
+
+    def encode(self) -> bytes:
+        depth = len(self.txid_branch)
+        if not (len(self.coinbase_branch) == len(self.wtxid_branch) == depth <= MAX_DEPTH):
+            raise ValueError("branches must share one depth")
+        parts = [struct.pack(">BI", VERSION, self.height), self.header,
+                 struct.pack(">IB", self.tx_index, depth),
+                 *self.txid_branch, *self.coinbase_branch, *self.wtxid_branch,
+                 len(self.tx).to_bytes(3, "big"), self.tx,
+                 len(self.coinbase).to_bytes(3, "big"), self.coinbase,
+                 struct.pack(">H", len(self.spent_outputs))]
+        for out in self.spent_outputs:
+            parts.append(struct.pack(">QH", out.value, len(out.script_pubkey)) + out.script_pubkey)
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, raw: bytes, max_size: int = MAX_PROOF_SIZE) -> "AnchorProof":
+        if len(raw) > max_size:
+            raise MalformedInput(f"anchor proof of {len(raw)} bytes exceeds {max_size}")
+        reader = _Reader(raw)
+        if reader.u8() != VERSION:
+            raise MalformedInput("unsupported anchor proof version")
+        height = reader.u32()
+        header = reader.take(HEADER_SIZE)
+        tx_index = reader.u32()
+        depth = reader.u8()
+        if depth > MAX_DEPTH:
+            raise MalformedInput("Merkle depth out of range")
+        branches = [tuple(reader.take(32) for _ in range(depth)) for _ in range(3)]
+        tx = reader.take(reader.u24())
+        coinbase = reader.take(reader.u24())
+        spent = []
+        for _ in range(reader.u16()):
+            value = reader.u64()
+            spent.append(SpentOutput(value, reader.take(reader.u16())))
+        reader.finish()
+        return cls(height=height, header=header, tx_index=tx_index, txid_branch=branches[0],
+                   coinbase_branch=branches[1], wtxid_branch=branches[2], tx=tx, coinbase=coinbase,
+                   spent_outputs=tuple(spent))
+
+
+class _Reader:
+    def __init__(self, raw: bytes) -> None:
+        self._raw, self._pos = raw, 0
+
+    def take(self, n: int) -> bytes:
+        if self._pos + n > len(self._raw):
+            raise MalformedInput("anchor proof truncated")
+        out = self._raw[self._pos:self._pos + n]
+        self._pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int.from_bytes(self.take(2), "big")
+
+    def u24(self) -> int:
+        return int.from_bytes(self.take(3), "big")
+
+    def u32(self) -> int:
+        return int.from_bytes(self.take(4), "big")
+
+    def u64(self) -> int:
+        return int.from_bytes(self.take(8), "big")
+
+    def finish(self) -> None:
+        if self._pos != len(self._raw):
+            raise MalformedInput("trailing bytes after anchor proof")
+
+
+def build_anchor_proof(block: Block, height: int, txid: bytes, spent_outputs: list[SpentOutput]) -> AnchorProof:
+    """Assemble the proof for ``txid`` from its whole block (what a source serves)."""
+    txids = block.txids()
+    try:
+        index = txids.index(txid)
+    except ValueError:
+        raise AnchorNotFound("transaction is not in the block the locator names") from None
+    return AnchorProof(
+        height=height, header=block.header.serialize(), tx_index=index,
+        txid_branch=tuple(merkle_branch(txids, index)),
+        coinbase_branch=tuple(merkle_branch(txids, 0)),
+        wtxid_branch=tuple(merkle_branch(block.wtxids(), index)),
+        tx=block.raw_txs[index], coinbase=block.raw_txs[0],
+        spent_outputs=tuple(spent_outputs))
+
+
+def fetch_anchor_proof(source: ChainSource, txid: bytes, block_hash: bytes, height: int) -> AnchorProof:
+    """Fetch the block and the spent outputs from a source and assemble the proof.
+
+    Nothing fetched here is trusted: the verifier checks all of it against headers.
+    """
+    block = Block.parse(source.block(block_hash))
+    if block.hash != block_hash:
+        raise AnchorNotFound("source returned a different block than asked for")
+    txids = block.txids()
+    if txid not in txids:
+        raise AnchorNotFound("transaction is not in the block the locator names")
+    tx = block.txs[txids.index(txid)]
+    spent = []
+    for tx_in in tx.vin:
+        prev_txid = tx_in.txid[::-1]  # embit holds display order
+        prev = parse_tx(source.transaction(prev_txid))
+        if txid_of(prev) != prev_txid or tx_in.vout >= len(prev.vout):
+            raise AnchorNotFound("source returned a wrong previous transaction")
+        out = prev.vout[tx_in.vout]
+        spent.append(SpentOutput(out.value, out.script_pubkey.data))
+    return build_anchor_proof(block, height, txid, spent)

@@ -1,0 +1,189 @@
+"""The anchor verifier: the only place a PeerIdentity is made.
+
+``verify_anchor`` checks a proof bundle against the caller's own header chain and
+does no network IO (the handshake calls it with a stapled proof). ``resolve_anchor``
+is the convenience that syncs headers and fetches the proof from a source first.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..ciphersuites.nonce import InvalidNonceInput, ecdsa_nonce_point, parse_der_signature
+from ..errors import MalformedInput
+from ..identity.certificate import BirthCertificate
+from ..identity.locator import Locator, LocatorKind
+from ..identity.marker import MarkerType, find_markers
+from .block import commitment_for, witness_commitment, witness_reserved_value
+from .errors import (AnchorNotFound, AnchorTooShallow, AnchorUnconfirmed, BadSignature,
+                     DigestMismatch, MalformedAnchor, ProofMismatch, UnknownBlock, WrongKey)
+from .hashes import to_display_hex
+from .header import BlockHeader
+from .merkle import root_from_branch
+from .proof import AnchorProof, fetch_anchor_proof
+from .sighash import SIGHASH_ALL, p2wpkh_script, p2wpkh_sighash
+from .source import ChainSource
+from .tx import is_coinbase, parse_tx, txid_of, wtxid_of
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_CONFIRMATIONS = 6
+
+
+class VerifiedHeaders(Protocol):
+    """What the verifier needs of a HeaderChain."""
+    network: object
+
+    def tip(self) -> tuple[int, bytes]: ...
+    def height_of(self, block_hash: bytes) -> int | None: ...
+    def header_by_hash(self, block_hash: bytes) -> BlockHeader | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    """A party whose anchor verified. Only this module constructs it."""
+    certificate: BirthCertificate
+    locator: Locator
+    nonce_point: bytes          # exact R, 33-byte compressed
+    height: int
+    confirmations: int
+    block_hash: bytes
+    seal: tuple[bytes, int]     # (txid wire order, vout): spending it revokes the identity
+
+    @property
+    def name(self) -> str:
+        return self.certificate.name
+
+
+def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: AnchorProof,
+                  headers: VerifiedHeaders, *,
+                  min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> PeerIdentity:
+    """Return the verified identity or raise a VerificationError subclass naming the failure."""
+    if locator.kind != LocatorKind.P2WPKH:
+        raise MalformedAnchor(f"locator kind {locator.kind.label} is not verifiable by this version")
+    if certificate.network != locator.network.label or locator.network != headers.network:
+        raise MalformedAnchor("certificate, locator and header chain name different networks")
+
+    height, confirmations = _check_block(locator, proof, headers, min_confirmations)
+    try:
+        tx = parse_tx(proof.tx)
+        coinbase = parse_tx(proof.coinbase)
+    except MalformedInput as exc:
+        raise MalformedAnchor(str(exc)) from None
+    if txid_of(tx) != locator.txid:
+        raise ProofMismatch("stapled transaction is not the one the locator names")
+    _check_merkle(proof, tx, coinbase)
+    _check_marker(tx, certificate)
+    nonce_point = _check_signature(locator, tx, proof, certificate)
+    seal_vout = next((i for i, out in enumerate(tx.vout)
+                      if out.script_pubkey.data == p2wpkh_script(certificate.pubkey)), None)
+    if seal_vout is None:
+        raise MalformedAnchor("anchor has no seal output to the identity key")
+    log.debug("anchor %s:%d verified at height %d (%d confirmations)",
+              locator.txid_hex, locator.input_index, height, confirmations)
+    return PeerIdentity(certificate=certificate, locator=locator, nonce_point=nonce_point,
+                        height=height, confirmations=confirmations, block_hash=locator.block_hash,
+                        seal=(locator.txid, seal_vout))
+
+
+def _check_block(locator: Locator, proof: AnchorProof, headers: VerifiedHeaders,
+                 min_confirmations: int) -> tuple[int, int]:
+    try:
+        header = BlockHeader.parse(proof.header)
+    except ValueError as exc:
+        raise MalformedAnchor(str(exc)) from None
+    if header.hash != locator.block_hash:
+        raise ProofMismatch("stapled header is not the block the locator names")
+    height = headers.height_of(header.hash)
+    if height is None:
+        if headers.header_by_hash(header.hash) is None:
+            raise UnknownBlock(f"block {to_display_hex(header.hash)} is not in the local header chain")
+        raise AnchorUnconfirmed(f"block {to_display_hex(header.hash)} is no longer on the best chain")
+    if height != proof.height:
+        raise ProofMismatch(f"proof claims height {proof.height}, the header chain says {height}")
+    confirmations = headers.tip()[0] - height + 1
+    if confirmations < min_confirmations:
+        raise AnchorTooShallow(confirmations, min_confirmations)
+    return height, confirmations
+
+
+def _check_merkle(proof: AnchorProof, tx, coinbase) -> None:
+    header = BlockHeader.parse(proof.header)
+    depth = len(proof.txid_branch)
+    # One depth for all branches: a 64-byte transaction could otherwise pose as an inner node.
+    if not (len(proof.coinbase_branch) == len(proof.wtxid_branch) == depth):
+        raise ProofMismatch("Merkle branches differ in depth")
+    if proof.tx_index == 0 or proof.tx_index >> depth:
+        raise ProofMismatch("transaction position does not fit the tree")
+    try:
+        txid_root = root_from_branch(txid_of(tx), proof.tx_index, list(proof.txid_branch))
+    except ValueError as exc:
+        raise ProofMismatch(str(exc)) from None
+    if txid_root != header.merkle_root:
+        raise ProofMismatch("txid branch does not lead to the header's Merkle root")
+    if not is_coinbase(coinbase):
+        raise ProofMismatch("stapled coinbase is not a coinbase")
+    if root_from_branch(txid_of(coinbase), 0, list(proof.coinbase_branch)) != header.merkle_root:
+        raise ProofMismatch("coinbase branch does not lead to the header's Merkle root")
+    # The txid commits to no witness: the anchor's signature is proven only through the
+    # coinbase's BIP141 commitment to the witness tree.
+    commitment = witness_commitment(coinbase)
+    reserved = witness_reserved_value(coinbase)
+    if commitment is None or reserved is None:
+        raise ProofMismatch("block has no witness commitment")
+    witness_root = root_from_branch(wtxid_of(proof.tx), proof.tx_index, list(proof.wtxid_branch))
+    if commitment_for(witness_root, reserved) != commitment:
+        raise ProofMismatch("witness does not match the block's witness commitment")
+
+
+def _check_marker(tx, certificate: BirthCertificate) -> None:
+    markers = find_markers([out.script_pubkey.data for out in tx.vout])
+    if len(markers) != 1:
+        raise MalformedAnchor(f"anchor carries {len(markers)} MILAGRO markers, expected one")
+    marker = markers[0][1]
+    if marker.type != MarkerType.BIRTH_CERTIFICATE:
+        raise MalformedAnchor(f"marker type {marker.type.name} is not a birth certificate")
+    if marker.digest != certificate.digest():
+        raise DigestMismatch("OP_RETURN digest is not the certificate's SHA256")
+
+
+def _check_signature(locator: Locator, tx, proof: AnchorProof, certificate: BirthCertificate) -> bytes:
+    index = locator.input_index
+    if index >= len(tx.vin):
+        raise MalformedAnchor("locator names an input the transaction does not have")
+    if len(proof.spent_outputs) != len(tx.vin):
+        raise MalformedAnchor("proof must carry one spent output per input")
+    tx_in = tx.vin[index]
+    items = [bytes(item) for item in tx_in.witness.items]
+    if tx_in.script_sig.data or len(items) != 2 or len(items[1]) != 33:
+        raise MalformedAnchor("anchor input is not a native P2WPKH spend")
+    signature, pubkey = items
+    if pubkey != certificate.pubkey:
+        raise WrongKey("anchor was signed by a key other than the certificate's")
+    spent = proof.spent_outputs[index]
+    if spent.script_pubkey != p2wpkh_script(pubkey):
+        raise WrongKey("spent output is not locked to the certificate's key")
+    # SIGHASH_ALL only: any weaker type would let a third party graft the owner's
+    # signature onto outputs (a marker) the owner never signed.
+    if not signature or signature[-1] != SIGHASH_ALL:
+        raise BadSignature("anchor signature is not SIGHASH_ALL")
+    try:
+        r, s = parse_der_signature(signature[:-1])
+        sighash = p2wpkh_sighash(tx, index, pubkey, spent.value)
+        return ecdsa_nonce_point(r, s, sighash, pubkey)
+    except InvalidNonceInput as exc:
+        raise BadSignature(f"anchor signature does not verify: {exc}") from None
+
+
+def resolve_anchor(locator: Locator, certificate: BirthCertificate, source: ChainSource, headers, *,
+                   min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> tuple[PeerIdentity, AnchorProof]:
+    """Sync headers from ``source``, fetch the proof, and verify it against those headers."""
+    headers.sync_from(source)
+    height = headers.height_of(locator.block_hash)
+    if height is None:
+        if headers.header_by_hash(locator.block_hash) is None:
+            raise AnchorNotFound(f"block {to_display_hex(locator.block_hash)} is unknown to the source's chain")
+        raise AnchorUnconfirmed(f"block {to_display_hex(locator.block_hash)} is no longer on the best chain")
+    proof = fetch_anchor_proof(source, locator.txid, locator.block_hash, height)
+    return verify_anchor(locator, certificate, proof, headers, min_confirmations=min_confirmations), proof

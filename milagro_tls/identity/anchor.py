@@ -1,0 +1,119 @@
+"""Building the single anchor and its funding, as pure functions over UTXOs.
+
+    funding tx   fee key's coins  →  [identity P2WPKH (seal + fee + change), fee-key change]
+    anchor tx    identity UTXO    →  [OP_RETURN marker 0x01 ‖ SHA256(cert),
+                                      seal: P2WPKH to the identity key,
+                                      change: P2WPKH to the fee key]
+
+The anchor spends a UTXO locked to the party's own P2WPKH key, so its input
+signature is the party's ECDSA signature whose nonce becomes its key-agreement key.
+Spending the seal later means "revoked" (gettxout / Esplora outspend can tell).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from embit.script import Script, Witness
+from embit.transaction import Transaction, TransactionInput, TransactionOutput
+
+from ..chain.hashes import to_display_hex
+from ..chain.sighash import SIGHASH_ALL, p2wpkh_sighash
+from ..chain.tx import txid_of
+from ..errors import IdentityError
+from .keys import FeeKey, IdentityKey
+from .marker import Marker, MarkerType
+
+#: Seal value: above P2WPKH dust (294 sat) with room to pay for its own spend.
+SEAL_VALUE = 1_000
+#: P2WPKH dust limit at the default dust relay fee (Core's GetDustThreshold).
+DUST = 294
+#: vB of a P2WPKH input with a 72-byte signature, of an output, and of the fixed part.
+_INPUT_VB, _P2WPKH_OUT_VB, _OVERHEAD_VB = 68.25, 31, 10.5
+_MARKER_OUT_VB = 8 + 1 + 42
+
+
+@dataclass(frozen=True, slots=True)
+class Coin:
+    """An output we can spend: outpoint (txid wire order), value, scriptPubKey."""
+    txid: bytes
+    vout: int
+    value: int
+    script_pubkey: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltTx:
+    raw: bytes
+    txid: bytes
+
+    @property
+    def txid_hex(self) -> str:
+        return to_display_hex(self.txid)
+
+
+def _fee(vbytes: float, fee_rate: float) -> int:
+    return math.ceil(vbytes * fee_rate)
+
+
+def _input(coin: Coin) -> TransactionInput:
+    # embit keeps input txids in display order.
+    return TransactionInput(coin.txid[::-1], coin.vout, sequence=0xFFFFFFFD)
+
+
+def _finish(tx: Transaction) -> BuiltTx:
+    return BuiltTx(tx.serialize(), txid_of(tx))
+
+
+def build_funding_tx(fee_key: FeeKey, coins: list[Coin], identity: IdentityKey, amount: int,
+                     fee_rate: float = 1.0) -> BuiltTx:
+    """Pay ``amount`` from the fee key's coins to the identity key's P2WPKH."""
+    own = fee_key.p2wpkh_script
+    if any(c.script_pubkey != own for c in coins):
+        raise IdentityError("funding coins must belong to the fee key")
+    total = sum(c.value for c in coins)
+    fee = _fee(_OVERHEAD_VB + _INPUT_VB * len(coins) + 2 * _P2WPKH_OUT_VB, fee_rate)
+    change = total - amount - fee
+    if change < 0:
+        raise IdentityError(f"fee key holds {total} sat, {amount + fee} needed")
+    outputs = [TransactionOutput(amount, Script(identity.p2wpkh_script))]
+    if change >= DUST:
+        outputs.append(TransactionOutput(change, Script(own)))
+    tx = Transaction(version=2, vin=[_input(c) for c in coins], vout=outputs, locktime=0)
+    for index, coin in enumerate(coins):
+        sighash = p2wpkh_sighash(tx, index, fee_key.public_key, coin.value)
+        tx.vin[index].witness = Witness([fee_key.sign_input(sighash) + bytes([SIGHASH_ALL]), fee_key.public_key])
+    return _finish(tx)
+
+
+def anchor_funding_amount(fee_rate: float = 1.0) -> int:
+    """What the identity UTXO must hold for the anchor to pay its fee and leave the seal."""
+    return SEAL_VALUE + _anchor_fee(fee_rate) + DUST
+
+
+def _anchor_fee(fee_rate: float) -> int:
+    return _fee(_OVERHEAD_VB + _INPUT_VB + _MARKER_OUT_VB + 2 * _P2WPKH_OUT_VB, fee_rate)
+
+
+def build_anchor_tx(identity: IdentityKey, coin: Coin, certificate_digest: bytes,
+                    change_script: bytes, fee_rate: float = 1.0) -> BuiltTx:
+    """The single anchor: the identity key spends its one UTXO, committing to the certificate."""
+    if coin.script_pubkey != identity.p2wpkh_script:
+        raise IdentityError("the anchor must spend a UTXO locked to the identity key itself")
+    change = coin.value - SEAL_VALUE - _anchor_fee(fee_rate)
+    if change < DUST:
+        raise IdentityError(f"identity UTXO of {coin.value} sat is too small for seal and fee")
+    outputs = [
+        TransactionOutput(0, Script(Marker(MarkerType.BIRTH_CERTIFICATE, certificate_digest).script())),
+        TransactionOutput(SEAL_VALUE, Script(identity.p2wpkh_script)),
+        TransactionOutput(change, Script(change_script)),
+    ]
+    tx = Transaction(version=2, vin=[_input(coin)], vout=outputs, locktime=0)
+    sighash = p2wpkh_sighash(tx, 0, identity.public_key, coin.value)
+    signature = identity._sign_own_anchor_input(sighash)
+    tx.vin[0].witness = Witness([signature + bytes([SIGHASH_ALL]), identity.public_key])
+    return _finish(tx)
+
+
+#: Output index of the seal in every single anchor built here.
+SEAL_VOUT = 1

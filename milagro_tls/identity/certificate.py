@@ -1,0 +1,132 @@
+"""The Birth Certificate: a versioned JSON document in RFC 8785 (JCS) canonical form.
+
+Its SHA256 over the canonical bytes is what the type-0x01 marker commits to.
+A name in a certificate proves nothing by itself: trust comes from pinning its
+locator (see the handshake's trust store), never from what the document says.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import coincurve
+import rfc8785
+
+from ..errors import MalformedInput
+
+VERSION = 1
+ROLES = ("dta", "idp", "tbs", "pat", "service")
+#: Certificates travel inside handshakes, so they are bounded like any handshake field.
+MAX_CERTIFICATE_SIZE = 8192
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,252}$")
+_REQUIRED = {"version", "role", "name", "urls", "created", "network", "pubkey"}
+_OPTIONAL = {"role_data", "previous", "batch_key"}
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BirthCertificate:
+    role: str
+    name: str
+    pubkey: bytes                          # compressed secp256k1 identity key, 33 bytes
+    network: str                           # Network.label
+    urls: tuple[str, ...] = ()
+    created: str = field(default_factory=_utc_now)   # RFC 3339, UTC, seconds
+    role_data: dict[str, Any] | None = None
+    previous: dict[str, Any] | None = None           # JSON form of the locator this one rotates from
+    batch_key: bytes | None = None                   # x-only TBS batching key (batch-anchored PATs)
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != VERSION:
+            raise MalformedInput(f"unsupported birth certificate version {self.version}")
+        if self.role not in ROLES:
+            raise MalformedInput(f"unknown role {self.role!r}")
+        if not _NAME.match(self.name):
+            raise MalformedInput(f"name {self.name!r} is not a valid identity name")
+        try:
+            coincurve.PublicKey(self.pubkey)
+        except Exception:
+            raise MalformedInput("pubkey is not a valid secp256k1 point") from None
+        if len(self.pubkey) != 33:
+            raise MalformedInput("pubkey must be compressed (33 bytes)")
+        if self.batch_key is not None and len(self.batch_key) != 32:
+            raise MalformedInput("batch_key must be a 32-byte x-only key")
+        if not all(isinstance(u, str) for u in self.urls):
+            raise MalformedInput("urls must be strings")
+        try:
+            _dt.datetime.fromisoformat(self.created.replace("Z", "+00:00"))
+        except (ValueError, AttributeError):
+            raise MalformedInput("created must be an RFC 3339 timestamp") from None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "version": self.version,
+            "role": self.role,
+            "name": self.name,
+            "urls": list(self.urls),
+            "created": self.created,
+            "network": self.network,
+            "pubkey": self.pubkey.hex(),
+        }
+        if self.role_data is not None:
+            doc["role_data"] = self.role_data
+        if self.previous is not None:
+            doc["previous"] = self.previous
+        if self.batch_key is not None:
+            doc["batch_key"] = self.batch_key.hex()
+        return doc
+
+    def canonical_bytes(self) -> bytes:
+        return rfc8785.dumps(self.to_json())
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.canonical_bytes()).digest()
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "BirthCertificate":
+        if not isinstance(doc, dict):
+            raise MalformedInput("a birth certificate is a JSON object")
+        keys = set(doc)
+        if not _REQUIRED <= keys:
+            raise MalformedInput(f"birth certificate lacks {sorted(_REQUIRED - keys)}")
+        if keys - _REQUIRED - _OPTIONAL:
+            raise MalformedInput(f"unknown birth certificate fields {sorted(keys - _REQUIRED - _OPTIONAL)}")
+        try:
+            return cls(
+                version=doc["version"],
+                role=doc["role"],
+                name=doc["name"],
+                urls=tuple(doc["urls"]),
+                created=doc["created"],
+                network=doc["network"],
+                pubkey=bytes.fromhex(doc["pubkey"]),
+                role_data=doc.get("role_data"),
+                previous=doc.get("previous"),
+                batch_key=bytes.fromhex(doc["batch_key"]) if "batch_key" in doc else None,
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, MalformedInput):
+                raise
+            raise MalformedInput(f"birth certificate field has the wrong type: {exc}") from None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "BirthCertificate":
+        """Parse bytes that must already be canonical: the digest is over exactly these bytes."""
+        if len(raw) > MAX_CERTIFICATE_SIZE:
+            raise MalformedInput(f"birth certificate exceeds {MAX_CERTIFICATE_SIZE} bytes")
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedInput("birth certificate is not JSON") from None
+        cert = cls.from_json(doc)
+        if cert.canonical_bytes() != raw:
+            raise MalformedInput("birth certificate is not in RFC 8785 canonical form")
+        return cert

@@ -1,0 +1,163 @@
+"""An anchored party in its home directory: create, load, and derive its nonce key.
+
+Home directory layout (a party's home is not the chain's data directory):
+
+    HOME/fee.key                          fee key, mode 0600 (pays every anchor)
+    HOME/identities/NAME/identity.key     identity key, mode 0600
+    HOME/identities/NAME/certificate.json canonical (RFC 8785) birth certificate
+    HOME/identities/NAME/anchor.json      anchor tx, the value it spent, and the locator
+                                          once confirmed (the nonce k is never stored)
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import coincurve
+
+from ..chain.hashes import to_display_hex
+from ..chain.network import Network
+from ..chain.sighash import p2wpkh_sighash
+from ..chain.source import ChainSource
+from ..chain.tx import parse_tx, txid_of
+from ..ciphersuites.nonce import parse_der_signature
+from ..errors import IdentityError
+from .anchor import Coin, anchor_funding_amount, build_anchor_tx, build_funding_tx
+from .certificate import BirthCertificate
+from .keys import FeeKey, IdentityKey
+from .locator import Locator, LocatorKind
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: What the regtest faucet gives the fee key for one anchor: plenty for fees at 1 sat/vB.
+FAUCET_AMOUNT = 100_000
+
+
+def _identity_dir(home: Path, name: str) -> Path:
+    if not _SAFE_NAME.match(name):
+        raise IdentityError(f"identity name {name!r} cannot be a directory name")
+    return Path(home) / "identities" / name
+
+
+def load_fee_key(home: Path) -> FeeKey:
+    path = Path(home) / "fee.key"
+    if not path.exists():
+        Path(home).mkdir(parents=True, exist_ok=True, mode=0o700)
+        FeeKey.generate().save(path)
+    return FeeKey.load(path)
+
+
+@dataclass
+class Party:
+    """A party's anchored identity as its owner holds it."""
+    name: str
+    directory: Path
+    key: IdentityKey
+    certificate: BirthCertificate
+    anchor_tx: bytes
+    funding_value: int
+    locator: Locator | None
+
+    # --- the owner's key-agreement secret ---------------------------------------------
+    def nonce_key(self) -> coincurve.PrivateKey:
+        """k from the published anchor signature; recomputed on demand, never stored."""
+        tx = parse_tx(self.anchor_tx)
+        signature = bytes(tx.vin[0].witness.items[0])
+        r, s = parse_der_signature(signature[:-1])
+        sighash = p2wpkh_sighash(tx, 0, self.key.public_key, self.funding_value)
+        return self.key.nonce_key(r, s, sighash)
+
+    def trust_entry(self, roles: list[str] | None = None) -> dict[str, Any]:
+        """This party as a pinned trust-store entry (name, locator, roles)."""
+        if self.locator is None:
+            raise IdentityError(f"identity {self.name} is not confirmed yet")
+        return {"name": self.certificate.name, "locator": self.locator.to_json(),
+                "roles": roles or [self.certificate.role]}
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.certificate.role,
+                "pubkey": self.key.public_key.hex(),
+                "certificate_sha256": self.certificate.digest().hex(),
+                "anchor_txid": to_display_hex(txid_of(parse_tx(self.anchor_tx))),
+                "locator": self.locator.to_json() if self.locator else None}
+
+    # --- persistence --------------------------------------------------------------------
+    @classmethod
+    def load(cls, home: Path, name: str) -> "Party":
+        directory = _identity_dir(home, name)
+        if not (directory / "anchor.json").exists():
+            raise IdentityError(f"no identity {name!r} in {home}")
+        state = json.loads((directory / "anchor.json").read_text())
+        certificate = BirthCertificate.parse((directory / "certificate.json").read_bytes())
+        locator = Locator.from_json(state["locator"]) if state.get("locator") else None
+        return cls(name, directory, IdentityKey.load(directory / "identity.key"), certificate,
+                   bytes.fromhex(state["anchor_tx"]), int(state["funding_value"]), locator)
+
+    def _save_state(self) -> None:
+        state = {"anchor_tx": self.anchor_tx.hex(), "funding_value": self.funding_value,
+                 "locator": self.locator.to_json() if self.locator else None}
+        tmp = self.directory / "anchor.json.tmp"
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(self.directory / "anchor.json")
+
+    # --- creation -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, home: Path, source: ChainSource, *, role: str, name: str,
+               urls: tuple[str, ...] = (), role_data: dict | None = None,
+               fee_rate: float = 1.0, confirm_blocks: int = 6) -> "Party":
+        """Generate keys and a certificate, fund and broadcast the anchor, and (on regtest)
+        mine ``confirm_blocks`` blocks so that the locator is known and deep enough."""
+        directory = _identity_dir(home, name)
+        if directory.exists():
+            raise IdentityError(f"identity {name!r} already exists in {home}")
+        if source.network != Network.REGTEST:
+            raise IdentityError("funding an anchor on a real network needs the anchoring wallet "
+                                "(chain-sources issue); only regtest is supported here")
+        fee_key = load_fee_key(home)
+        directory.mkdir(parents=True, mode=0o700)
+        key = IdentityKey.generate()
+        key.save(directory / "identity.key")
+        certificate = BirthCertificate(role=role, name=name, pubkey=key.public_key,
+                                       network=source.network.label, urls=tuple(urls), role_data=role_data)
+        (directory / "certificate.json").write_bytes(certificate.canonical_bytes())
+
+        fee_coin = _faucet_coin(source, fee_key.p2wpkh_script)
+        amount = anchor_funding_amount(fee_rate)
+        funding = build_funding_tx(fee_key, [fee_coin], key, amount, fee_rate)
+        identity_coin = Coin(funding.txid, 0, amount, key.p2wpkh_script)
+        anchor = build_anchor_tx(key, identity_coin, certificate.digest(), fee_key.p2wpkh_script, fee_rate)
+        party = cls(name, directory, key, certificate, anchor.raw, amount, None)
+        party._save_state()  # before broadcast: a crash leaves a resumable record
+        source.broadcast(funding.raw)
+        source.broadcast(anchor.raw)
+        _regtest_control(source).mine(max(confirm_blocks, 1))
+        party.confirm(source)
+        return party
+
+    def confirm(self, source: ChainSource) -> Locator:
+        """Record the locator once the anchor is mined."""
+        txid = txid_of(parse_tx(self.anchor_tx))
+        status = source.tx_status(txid)
+        if status.block_hash is None:
+            raise IdentityError(f"anchor {to_display_hex(txid)} is not confirmed yet")
+        self.locator = Locator(network=source.network, kind=LocatorKind.P2WPKH, txid=txid,
+                               input_index=0, block_hash=status.block_hash)
+        self._save_state()
+        return self.locator
+
+
+def _regtest_control(source: ChainSource):
+    if not (hasattr(source, "faucet") and hasattr(source, "mine")):
+        raise IdentityError("this chain source has no regtest faucet/miner")
+    return source
+
+
+def _faucet_coin(source: ChainSource, script_pubkey: bytes) -> Coin:
+    txid = _regtest_control(source).faucet(script_pubkey, FAUCET_AMOUNT)
+    tx = parse_tx(source.transaction(txid))
+    for vout, out in enumerate(tx.vout):
+        if out.script_pubkey.data == script_pubkey and out.value == FAUCET_AMOUNT:
+            return Coin(txid, vout, out.value, script_pubkey)
+    raise IdentityError("faucet transaction does not pay the fee key")

@@ -1,0 +1,1 @@
+"""Shared fixtures. This file's directory is on sys.path, so tests import ``helpers.*``."""
