@@ -1,0 +1,83 @@
+"""``milagro demo``: the embedded regtest chain, two anchored identities, each verified by the other."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import coincurve
+
+from ..chain.embedded import EmbeddedSource
+from ..chain.errors import VerificationError
+from ..chain.hashes import to_display_hex
+from ..chain.headerchain import HeaderChain
+from ..chain.verify import resolve_anchor
+from ..identity.certificate import BirthCertificate
+from ..identity.party import Party
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded regtest chain")
+    demo.add_argument("--dir", type=Path, default=None, help="working directory (default: a fresh temporary one)")
+    demo.set_defaults(func=_demo)
+
+
+def _step(text: str) -> None:
+    print(f"\n== {text}")
+
+
+def _demo(args) -> int:
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="milagro-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    _step(f"embedded regtest chain in {workdir / 'chain'} (every block validated by Bitcoin Core's kernel)")
+    with EmbeddedSource.open(workdir / "chain") as source:
+        if source.tip().height < 110:
+            source.mine(110 - source.tip().height)
+        print(f"tip height {source.tip().height}, hash {to_display_hex(source.tip().block_hash)}")
+
+        _step("anchoring two identities (fee key funds the identity key; anchor = marker + seal + change)")
+        parties = []
+        for home, role, name in (("server-home", "service", "echo.example"), ("idp-home", "idp", "idp.example")):
+            party = Party.create(workdir / home, source, role=role, name=name,
+                                 urls=(f"https://{name}/",), confirm_blocks=1)
+            parties.append(party)
+            print(f"{name:13} role={role:8} txid={party.locator.txid_hex} "
+                  f"cert sha256={party.certificate.digest().hex()[:16]}...")
+        source.mine(5)
+        print(f"mined 5 more blocks: tip height {source.tip().height}")
+
+        _step("each party verifies the other from chain data alone (its own header chain)")
+        verified = {}
+        for me, other in ((parties[0], parties[1]), (parties[1], parties[0])):
+            headers = HeaderChain(":memory:", source.network)
+            identity, proof = resolve_anchor(other.locator, other.certificate, source, headers)
+            verified[me.name] = identity
+            print(f"{me.certificate.name} -> {identity.name}: height {identity.height}, "
+                  f"{identity.confirmations} confirmations, proof {len(proof.encode())} bytes")
+            print("   checked: header chain (linkage, PoW, MTP), depth >= 6, txid branch, coinbase branch "
+                  "of equal depth, BIP141 witness commitment (wtxid branch), MILAGRO 0x01 marker = "
+                  "SHA256(certificate), witness key = certificate key, SIGHASH_ALL ECDSA signature, seal output")
+            print(f"   exact nonce point R = {identity.nonce_point.hex()}")
+
+        _step("the owners' nonces match the exact R the peer computed, and ECDH over Bitcoin agrees")
+        server, idp = parties
+        k_server, k_idp = server.nonce_key(), idp.nonce_key()
+        assert k_server.public_key.format() == verified[idp.name].nonce_point
+        assert k_idp.public_key.format() == verified[server.name].nonce_point
+        shared_a = coincurve.PublicKey(verified[server.name].nonce_point).multiply(k_server.secret).format()[1:]
+        shared_b = coincurve.PublicKey(verified[idp.name].nonce_point).multiply(k_idp.secret).format()[1:]
+        print(f"k_server·G == R_server: yes; k_idp·G == R_idp: yes; x(k_server·R_idp) == x(k_idp·R_server): "
+              f"{'yes' if shared_a == shared_b else 'NO'}")
+
+        _step("a forged certificate (same key, another name) is refused")
+        forged = BirthCertificate.from_json({**idp.certificate.to_json(), "name": "your-bank.example"})
+        try:
+            resolve_anchor(idp.locator, forged, source, HeaderChain(":memory:", source.network))
+            print("forged certificate ACCEPTED: this is a bug")
+            return 1
+        except VerificationError as exc:
+            print(f"refused: {type(exc).__name__}: {exc}")
+    print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; files in {workdir}")
+    return 0
