@@ -1,0 +1,46 @@
+"""EmbeddedSource: the ChainSource interface over an in-process RegtestNode."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .network import Network
+from .node import RegtestNode
+from .source import ChainSource, Tip, TxStatus
+
+
+class EmbeddedSource(ChainSource):
+    network = Network.REGTEST
+
+    def __init__(self, node: RegtestNode, *, owns_node: bool = False) -> None:
+        self.node = node
+        self._owns_node = owns_node
+
+    @classmethod
+    def open(cls, datadir: str | Path) -> "EmbeddedSource":
+        """Open (and own) the node in ``datadir``; ``close()`` closes it."""
+        return cls(RegtestNode.open(datadir), owns_node=True)
+
+    def tip(self) -> Tip:
+        return self.node.tip()
+
+    def header(self, height: int) -> bytes:
+        return self.node.header(height)
+
+    def block(self, block_hash: bytes) -> bytes:
+        return self.node.block(block_hash)
+
+    def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
+        return self.node.transaction(txid, block_hash)
+
+    def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
+        return self.node.tx_status(txid, block_hash)
+
+    def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
+        return self.node.outspend(txid, vout)
+
+    def broadcast(self, raw_tx: bytes) -> bytes:
+        return self.node.submit_tx(raw_tx)
+
+    def close(self) -> None:
+        if self._owns_node:
+            self.node.close()

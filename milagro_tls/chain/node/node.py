@@ -1,0 +1,433 @@
+"""RegtestNode: the kernel, the SQLite index and the mempool behind one lock (see API.md)."""
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import threading
+import time as _time
+from pathlib import Path
+
+from ..block import Block
+from ..errors import BlockNotFound, BlockRejected, DataDirLocked, NodeError, TxNotFound, TxRejected
+from ..header import BlockHeader
+from ..network import Network
+from ..source import Tip, TxStatus
+from ..tx import txid_of
+from .kernel import Kernel
+from .mempool import COINBASE_MATURITY, MAX_BLOCK_WEIGHT, MAX_MONEY, Mempool
+from .miner import assemble
+from .store import IndexDiverged, Store, Utxo
+from .wallet import MinerKey, build_payment
+
+#: Room left in a block template for the header and the coinbase.
+COINBASE_RESERVE_WEIGHT = 8_000
+#: The faucet gives up after mining this many blocks for one request.
+FAUCET_MAX_BLOCKS = 2_000
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            if self._closed:
+                raise NodeError("the regtest node is closed")
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def _hex(h: bytes) -> str:
+    return h[::-1].hex()
+
+
+class RegtestNode:
+    network = Network.REGTEST
+
+    def __init__(self, datadir: Path, lock_fd: int, kernel: Kernel, store: Store, key: MinerKey) -> None:
+        """Use ``RegtestNode.open``."""
+        self.datadir = datadir
+        self._lock_fd = lock_fd
+        self._kernel = kernel
+        self._store = store
+        self._key = key
+        self._mempool = Mempool()
+        self._lock = threading.RLock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, datadir: str | Path) -> "RegtestNode":
+        datadir = Path(datadir)
+        datadir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(datadir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise DataDirLocked(str(datadir)) from None
+        kernel = store = None
+        try:
+            key = MinerKey.load_or_create(datadir / "miner.key")
+            kernel = Kernel(datadir / "kernel")
+            store = Store(datadir / "index.sqlite")
+            node = cls(datadir, fd, kernel, store, key)
+            node._startup()
+            return node
+        except BaseException:
+            if store is not None:
+                store.close()
+            if kernel is not None:
+                kernel.close()
+            os.close(fd)           # releases the flock
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._store.close()
+            self._kernel.close()
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> "RegtestNode":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def miner_script_pubkey(self) -> bytes:
+        """The P2WPKH of the node's own key: default payee of mined blocks, source of faucet coins."""
+        return self._key.script_pubkey
+
+    # --- keeping the index in step with the kernel ---
+
+    def _startup(self) -> None:
+        with self._lock, self._store.transaction():
+            persisted = self._store.mempool_raws()
+            try:
+                disconnected, _ = self._sync_index()
+            except IndexDiverged:
+                # The index lost track of the kernel (a corrupt or foreign index file):
+                # rebuild it from the kernel's blocks.
+                self._store.wipe_chain()
+                disconnected, _ = self._sync_index()
+            self._rebuild_mempool(disconnected + persisted)
+
+    def _sync_index(self) -> tuple[list[bytes], list[Block]]:
+        """Make the index follow the kernel's active chain: disconnect down to the fork
+        point, connect up to the kernel's tip. Returns the raw non-coinbase transactions
+        of disconnected blocks (in chain order) and the connected blocks."""
+        kernel, store = self._kernel, self._store
+        fork = min(kernel.height, store.tip_height())
+        while fork >= 0 and store.hash_at(fork) != kernel.hash_at(fork):
+            fork -= 1
+        undone: list[list[bytes]] = []
+        while store.tip_height() > fork:
+            entry = kernel.entry(store.hash_at(store.tip_height()))
+            block = kernel.block(entry) if entry is not None else None
+            if block is not None:
+                undone.append([bytes(tx) for tx in list(block.transactions)[1:]])
+            store.disconnect_tip()
+        connected = []
+        for height in range(fork + 1, kernel.height + 1):
+            entry = kernel.entry_at(height)
+            block = Block.parse(bytes(kernel.block(entry)))
+            store.connect(height, bytes(entry.block_hash), list(block.txs))
+            connected.append(block)
+        return [raw for blk in reversed(undone) for raw in blk], connected
+
+    def _after_chain_change(self, disconnected: list[bytes], connected: list[Block]) -> None:
+        if disconnected:
+            # After a reorg anything may have changed (maturity, finality, inputs):
+            # re-check every candidate, the disconnected ones first, as Core does.
+            self._rebuild_mempool(disconnected + [e.raw for e in self._mempool.entries.values()])
+            return
+        removed: list[bytes] = []
+        for block in connected:
+            for tx in block.txs[1:]:
+                txid = txid_of(tx)
+                removed += self._mempool.remove(txid, with_descendants=False)
+                for inp in tx.vin:
+                    rival = self._mempool.spenders.get((inp.txid[::-1], inp.vout))
+                    if rival is not None and rival != txid:
+                        removed += self._mempool.remove(rival)
+        self._store.mempool_remove(removed)
+
+    def _rebuild_mempool(self, raws: list[bytes]) -> None:
+        self._mempool.clear()
+        for raw in raws:
+            try:
+                self._mempool.add(self._mempool.check(raw, self))
+            except TxRejected:
+                pass
+        self._store.mempool_replace([(e.txid, e.raw) for e in self._mempool.entries.values()])
+
+    # ChainView for the mempool (called with the lock held)
+    def coin(self, txid: bytes, vout: int) -> Utxo | None:
+        return self._store.utxo(txid, vout)
+
+    def tx_confirmed(self, txid: bytes) -> bool:
+        return self._store.tx_location(txid) is not None
+
+    def tip_height(self) -> int:
+        return self._store.tip_height()
+
+    def mtp_at(self, height: int) -> int:
+        return self._kernel.median_time_past(self._kernel.entry_at(height))
+
+    # --- chain reads ---
+
+    @_locked
+    def tip(self) -> Tip:
+        height = self._store.tip_height()
+        return Tip(height, self._store.hash_at(height))
+
+    @_locked
+    def block_hash(self, height: int) -> bytes:
+        h = self._store.hash_at(height) if height >= 0 else None
+        if h is None:
+            raise BlockNotFound(f"at height {height}")
+        return h
+
+    @_locked
+    def header(self, height: int) -> bytes:
+        return self._kernel.header(self.block_hash(height))
+
+    @_locked
+    def header_by_hash(self, block_hash: bytes) -> bytes:
+        raw = self._kernel.header(block_hash)
+        if raw is None:
+            raise BlockNotFound(_hex(block_hash))
+        return raw
+
+    @_locked
+    def height_of(self, block_hash: bytes) -> int | None:
+        return self._store.height_of(block_hash)
+
+    def _kernel_block(self, block_hash: bytes):
+        entry = self._kernel.entry(block_hash)
+        block = self._kernel.block(entry) if entry is not None else None
+        if block is None:
+            raise BlockNotFound(_hex(block_hash))
+        return block
+
+    @_locked
+    def block(self, block_hash: bytes) -> bytes:
+        return bytes(self._kernel_block(block_hash))
+
+    def _find_in_block(self, txid: bytes, block_hash: bytes):
+        try:
+            block = self._kernel_block(block_hash)
+        except BlockNotFound:
+            raise TxNotFound(_hex(txid), f"block {_hex(block_hash)} unknown") from None
+        for tx in block.transactions:
+            if bytes(tx.txid) == txid:
+                return tx
+        raise TxNotFound(_hex(txid), f"not in block {_hex(block_hash)}")
+
+    @_locked
+    def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
+        if block_hash is not None:
+            return bytes(self._find_in_block(txid, block_hash))
+        loc = self._store.tx_location(txid)
+        if loc is not None:
+            return bytes(self._kernel_block(loc[0]).transactions[loc[2]])
+        entry = self._mempool.entries.get(txid)
+        if entry is not None:
+            return entry.raw
+        raise TxNotFound(_hex(txid))
+
+    @_locked
+    def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
+        """With ``block_hash``: that block's word; height is None if it is not on the active chain."""
+        if block_hash is not None:
+            self._find_in_block(txid, block_hash)
+            return TxStatus(txid, block_hash, self._store.height_of(block_hash))
+        loc = self._store.tx_location(txid)
+        if loc is not None:
+            return TxStatus(txid, loc[0], loc[1])
+        if txid in self._mempool:
+            return TxStatus(txid, None, None)
+        raise TxNotFound(_hex(txid))
+
+    @_locked
+    def tx_location(self, txid: bytes) -> tuple[bytes, int, int] | None:
+        return self._store.tx_location(txid)
+
+    @_locked
+    def utxo(self, txid: bytes, vout: int, include_mempool: bool = True) -> Utxo | None:
+        """Like Core's gettxout: with the mempool, outputs it spends are gone and its own appear."""
+        if include_mempool:
+            if (txid, vout) in self._mempool.spenders:
+                return None
+            out = self._mempool.output(txid, vout)
+            if out is not None:
+                return out
+        return self._store.utxo(txid, vout)
+
+    @_locked
+    def outspend(self, txid: bytes, vout: int) -> bytes | None:
+        return self._store.spender(txid, vout) or self._mempool.spenders.get((txid, vout))
+
+    # --- mempool ---
+
+    def _check(self, raw: bytes):
+        try:
+            return self._mempool.check(raw, self)
+        except TxRejected:
+            raise
+        except Exception as exc:      # whatever the input, the caller gets a rejection, not a crash
+            raise TxRejected("invalid-transaction") from exc
+
+    @_locked
+    def submit_tx(self, raw: bytes) -> bytes:
+        entry = self._check(raw)
+        with self._store.transaction():
+            self._store.mempool_add(entry.txid, entry.raw)
+        self._mempool.add(entry)
+        return entry.txid
+
+    @_locked
+    def test_tx(self, raw: bytes) -> bytes:
+        return self._check(raw).txid
+
+    @_locked
+    def mempool_txids(self) -> list[bytes]:
+        return list(self._mempool.entries)
+
+    # --- mining ---
+
+    def _template(self) -> tuple[list[bytes], int]:
+        """Mempool transactions for the next block, parents first, within the weight limit."""
+        budget = MAX_BLOCK_WEIGHT - COINBASE_RESERVE_WEIGHT
+        taken: set[bytes] = set()
+        raws, fees = [], 0
+        for entry in self._mempool.entries.values():
+            parents = {op[0] for op in entry.prevouts if op[0] in self._mempool}
+            if entry.weight > budget or not parents <= taken:
+                continue
+            budget -= entry.weight
+            taken.add(entry.txid)
+            raws.append(entry.raw)
+            fees += entry.fee
+        return raws, fees
+
+    def _fees_of(self, raws: list[bytes]) -> int:
+        """Best-effort fees of explicit transactions; unknown inputs count as no fee
+        (a coinbase that claims less than it may is still valid)."""
+        from ..tx import parse_tx
+        made: dict[tuple[bytes, int], int] = {}
+        fees = 0
+        for raw in raws:
+            tx = parse_tx(raw)
+            total_in = 0
+            for inp in tx.vin:
+                op = (inp.txid[::-1], inp.vout)
+                coin = (self._mempool.output(*op) or self._store.utxo(*op)
+                        or self._store.spent_coin(*op))
+                value = made.get(op, coin.value if coin is not None else None)
+                if value is None:
+                    total_in = None
+                    break
+                total_in += value
+            txid = txid_of(tx)
+            for i, out in enumerate(tx.vout):
+                made[(txid, i)] = out.value
+            if total_in is not None:
+                fees += max(0, total_in - sum(o.value for o in tx.vout))
+        return fees
+
+    @_locked
+    def build_block(self, txs: list[bytes] | None = None, *, parent: bytes | None = None,
+                    script_pubkey: bytes | None = None, coinbase_extra_value: int = 0,
+                    time: int | None = None) -> bytes:
+        """A mined block, not submitted. ``txs=None`` takes the mempool when building on the
+        tip and nothing otherwise; explicit ``txs`` go in as given."""
+        tip_hash = self._store.hash_at(self._store.tip_height())
+        parent = tip_hash if parent is None else parent
+        entry = self._kernel.entry(parent)
+        if entry is None:
+            raise BlockNotFound(_hex(parent))
+        if txs is None:
+            raws, fees = self._template() if parent == tip_hash else ([], 0)
+        else:
+            raws, fees = list(txs), self._fees_of(list(txs))
+        if time is None:
+            time = max(int(_time.time()), self._kernel.median_time_past(entry) + 1)
+        return assemble(parent, entry.height + 1, time, raws, fees,
+                        self._key.script_pubkey if script_pubkey is None else script_pubkey,
+                        coinbase_extra_value)
+
+    @_locked
+    def submit_block(self, raw: bytes) -> str:
+        if not isinstance(raw, (bytes, bytearray)) or len(raw) < 81:
+            raise BlockRejected("block-decode-failed")
+        raw = bytes(raw)
+        try:
+            block_hash, verdict = self._kernel.process_block(raw)
+        finally:
+            # Even a refused block may come with a chain change (a branch the kernel
+            # switched to while failing this one): the index always follows.
+            with self._store.transaction():
+                disconnected, connected = self._sync_index()
+                self._after_chain_change(disconnected, connected)
+        if self._store.height_of(block_hash) is not None:
+            return "active"
+        if verdict is not None:
+            raise BlockRejected(Kernel.reason(verdict), _hex(block_hash))
+        if BlockHeader.parse(raw[:80]).prev_hash == self._store.hash_at(self._store.tip_height()):
+            # A valid block on the tip always has more work: the kernel refused it.
+            raise BlockRejected("rejected", _hex(block_hash))
+        return "side"
+
+    def _mine(self, n: int, script_pubkey: bytes | None, with_mempool: bool) -> list[bytes]:
+        hashes = []
+        for _ in range(n):
+            raw = self.build_block(None if with_mempool else [], script_pubkey=script_pubkey)
+            self.submit_block(raw)
+            hashes.append(BlockHeader.parse(raw[:80]).hash)
+        return hashes
+
+    @_locked
+    def mine(self, n: int = 1, script_pubkey: bytes | None = None) -> list[bytes]:
+        if n < 0:
+            raise ValueError("cannot mine a negative number of blocks")
+        return self._mine(n, script_pubkey, True)
+
+    # --- faucet ---
+
+    def _faucet_coins(self) -> list[tuple[bytes, int, Utxo]]:
+        spk, next_height = self._key.script_pubkey, self._store.tip_height() + 1
+        coins = [(t, v, u) for t, v, u in self._store.utxos_of(spk)
+                 if (t, v) not in self._mempool.spenders
+                 and (not u.is_coinbase or next_height - u.height >= COINBASE_MATURITY)]
+        for txid, entry in self._mempool.entries.items():
+            for v, out in enumerate(entry.tx.vout):
+                if out.script_pubkey.data == spk and (txid, v) not in self._mempool.spenders:
+                    coins.append((txid, v, Utxo(out.value, spk, None, False)))
+        return coins
+
+    def _blocks_to_maturity(self) -> int:
+        tip = self._store.tip_height()
+        immature = [u.height for _, _, u in self._store.utxos_of(self._key.script_pubkey)
+                    if u.is_coinbase and tip + 1 - u.height < COINBASE_MATURITY]
+        if immature:
+            return max(1, min(immature) + COINBASE_MATURITY - 1 - tip)
+        return COINBASE_MATURITY       # one new coinbase plus 99 blocks on top
+
+    @_locked
+    def faucet(self, script_pubkey: bytes, amount: int) -> bytes:
+        if not 0 < amount <= MAX_MONEY:
+            raise NodeError(f"faucet amount {amount} out of range")
+        mined = 0
+        while True:
+            raw = build_payment(self._key, self._faucet_coins(), bytes(script_pubkey), amount)
+            if raw is not None:
+                return self.submit_tx(raw)
+            if mined >= FAUCET_MAX_BLOCKS:
+                raise NodeError(f"the faucet cannot fund {amount} sat")
+            n = self._blocks_to_maturity()
+            self._mine(n, None, False)   # leave the mempool to the caller's own mining
+            mined += n
+

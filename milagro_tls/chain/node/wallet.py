@@ -1,0 +1,85 @@
+"""The node's miner key and the faucet's transaction builder (P2WPKH only)."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import coincurve
+from embit.script import Script, Witness, p2pkh_from_p2wpkh
+from embit.transaction import SIGHASH, Transaction, TransactionInput, TransactionOutput
+
+from ..errors import NodeError
+from ..hashes import hash160
+from .store import Utxo
+
+FEE_RATE = 2                 # sat/vB; regtest has no fee market, but zero-fee looks wrong on a chart
+DUST = 546
+P2WPKH_INPUT_VBYTES = 68
+TX_OVERHEAD_VBYTES = 11
+
+
+class MinerKey:
+    """A secp256k1 key kept in DATADIR/miner.key (hex, mode 0600)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = coincurve.PrivateKey(secret)
+        self.pubkey = self._key.public_key.format(compressed=True)
+        self.script_pubkey = b"\x00\x14" + hash160(self.pubkey)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> "MinerKey":
+        try:
+            # O_EXCL: never overwrite a key, never race another creator.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            text = path.read_text().strip()
+            try:
+                secret = bytes.fromhex(text)
+                return cls(secret)
+            except ValueError:
+                raise NodeError(f"{path} does not hold a 32-byte hex secret key") from None
+        secret = coincurve.PrivateKey().secret
+        with os.fdopen(fd, "w") as f:
+            f.write(secret.hex() + "\n")
+        return cls(secret)
+
+    def sign_input(self, tx: Transaction, index: int, value: int) -> None:
+        """BIP143 signature (SIGHASH_ALL) for a P2WPKH input of this key."""
+        script_code = p2pkh_from_p2wpkh(Script(self.script_pubkey))
+        sighash = tx.sighash_segwit(index, script_code, value, SIGHASH.ALL)
+        der = self._key.sign(sighash, hasher=None)        # low-S DER
+        tx.vin[index].witness = Witness([der + bytes([SIGHASH.ALL]), self.pubkey])
+
+
+def _vbytes(n_inputs: int, output_scripts: list[bytes]) -> int:
+    outs = sum(8 + 1 + len(s) for s in output_scripts)
+    return TX_OVERHEAD_VBYTES + P2WPKH_INPUT_VBYTES * n_inputs + outs
+
+
+def build_payment(key: MinerKey, coins: list[tuple[bytes, int, Utxo]], script_pubkey: bytes,
+                  amount: int) -> bytes | None:
+    """Spend the fewest of ``coins`` (largest first) to pay ``amount``; change back to the key.
+
+    Returns the signed raw transaction, or None if the coins do not cover amount + fee.
+    """
+    chosen: list[tuple[bytes, int, Utxo]] = []
+    total = 0
+    for coin in sorted(coins, key=lambda c: -c[2].value):
+        chosen.append(coin)
+        total += coin[2].value
+        fee = math.ceil(FEE_RATE * _vbytes(len(chosen), [script_pubkey, key.script_pubkey]))
+        if total >= amount + fee:
+            break
+    else:
+        return None
+    change = total - amount - fee
+    vout = [TransactionOutput(amount, Script(script_pubkey))]
+    if change >= DUST:
+        vout.append(TransactionOutput(change, Script(key.script_pubkey)))
+    # embit keeps input txids in display order
+    vin = [TransactionInput(txid[::-1], vout_i) for txid, vout_i, _ in chosen]
+    tx = Transaction(version=2, vin=vin, vout=vout, locktime=0)
+    for i, (_, _, coin) in enumerate(chosen):
+        key.sign_input(tx, i, coin.value)
+    return tx.serialize()
