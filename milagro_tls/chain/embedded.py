@@ -44,3 +44,10 @@ class EmbeddedSource(ChainSource):
     def close(self) -> None:
         if self._owns_node:
             self.node.close()
+
+    # --- regtest controls (the same names RpcSource offers through the chain server) ---
+    def mine(self, n: int = 1, script_pubkey: bytes | None = None) -> list[bytes]:
+        return self.node.mine(n, script_pubkey)
+
+    def faucet(self, script_pubkey: bytes, amount: int) -> bytes:
+        return self.node.faucet(script_pubkey, amount)
