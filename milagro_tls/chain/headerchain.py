@@ -1,0 +1,401 @@
+"""A validated header chain for one network, stored in SQLite.
+
+The chain starts at a trusted checkpoint (the genesis header by default) and
+accepts headers that connect to it and pass the header rules of Core's
+``AcceptBlockHeader``: proof of work (CheckBlockHeader), the expected nBits, a
+time above the median of the previous 11 and at most two hours ahead
+(ContextualCheckBlockHeader). Forks are kept; the active chain is the branch with
+the most cumulative work, the first one seen winning a tie, as Core's
+CBlockIndexWorkComparator.
+
+A batch is validated in memory and written in one SQLite transaction. The active
+chain's most recent headers stay in memory, which makes the usual case (headers
+that extend the tip) free of reads.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from typing import NamedTuple
+
+from .errors import HeaderRejected, SourceError
+from .hashes import from_display_hex, sha256d
+from .header import HEADER_SIZE, BlockHeader
+from .network import PARAMS, Network
+from .rules import NetworkRules, rules_for
+from .source import ChainSource
+
+#: Core's MAX_FUTURE_BLOCK_TIME (chain.h): a header may be at most 2 h ahead of our clock.
+MAX_FUTURE_BLOCK_TIME = 2 * 60 * 60
+#: Core's CBlockIndex::nMedianTimeSpan: median time past is over the last 11 headers.
+MEDIAN_TIME_SPAN = 11
+#: Active-chain headers kept in memory: a retarget period (2016) plus the MTP window.
+RECENT_HEADERS = 2016 + MEDIAN_TIME_SPAN + 73
+#: How far back sync_from looks for the block a source's chain shares with ours. One
+#: retarget period; a deeper disagreement is a different chain, not a reorg to follow.
+MAX_FORK_DEPTH = 2016
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS headers (
+    hash BLOB PRIMARY KEY, height INTEGER NOT NULL, chainwork BLOB NOT NULL, raw BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS active (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+"""
+
+
+class Checkpoint(NamedTuple):
+    """A header trusted without validation, with the chainwork up to and including it."""
+    height: int
+    header: bytes          # the 80 raw bytes
+    chainwork: int
+
+
+def _genesis(version: int, merkle_root_hex: str, timestamp: int, bits: int, nonce: int) -> bytes:
+    return BlockHeader(version, b"\x00" * 32, from_display_hex(merkle_root_hex),
+                       timestamp, bits, nonce).serialize()
+
+
+_SATOSHI_ROOT = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
+#: Genesis headers from Core's chainparams.cpp (CreateGenesisBlock); each hashes to
+#: the network's genesis_hash, which the constructor checks.
+GENESIS_HEADERS: dict[Network, bytes] = {
+    Network.MAINNET: _genesis(1, _SATOSHI_ROOT, 1231006505, 0x1D00FFFF, 2083236893),
+    Network.TESTNET3: _genesis(1, _SATOSHI_ROOT, 1296688602, 0x1D00FFFF, 414098458),
+    Network.TESTNET4: _genesis(1, "7aa0a7ae1e223414cb807e40cd57e667b718e42aaf9306db9102fe28912b7b4e",
+                               1714777860, 0x1D00FFFF, 393743547),
+    Network.SIGNET: _genesis(1, _SATOSHI_ROOT, 1598918400, 0x1E0377AE, 52613770),
+    Network.REGTEST: _genesis(1, _SATOSHI_ROOT, 1296688602, 0x207FFFFF, 2),
+}
+
+
+class _Entry:
+    """One accepted header with what validation of its children needs."""
+    __slots__ = ("raw", "header", "hash", "height", "chainwork", "times")
+
+    def __init__(self, raw: bytes, header: BlockHeader, block_hash: bytes, height: int, chainwork: int,
+                 times: tuple[int, ...] | None) -> None:
+        self.raw = raw
+        self.header = header
+        self.hash = block_hash
+        self.height = height
+        self.chainwork = chainwork
+        self.times = times     # timestamps of the last <= 11 headers ending here; None: not yet read
+
+
+class _View:
+    """The rules' read access (rules.ChainView), seeing the batch being validated."""
+
+    def __init__(self, chain: "HeaderChain") -> None:
+        self._chain = chain
+
+    def header(self, block_hash: bytes) -> BlockHeader:
+        entry = self._chain._entry(block_hash)
+        if entry is None:
+            raise KeyError(block_hash.hex())
+        return entry.header
+
+    def ancestor(self, block_hash: bytes, height: int) -> BlockHeader:
+        chain = self._chain
+        entry = chain._entry(block_hash)
+        while entry is not None and entry.height > height:
+            if chain._active_hash_at(entry.height) == entry.hash:
+                return chain._active_entry(height).header     # the rest of the way is indexed
+            entry = chain._entry(entry.header.prev_hash)
+        if entry is None or entry.height != height:
+            raise KeyError(f"no ancestor at height {height} (below the checkpoint?)")
+        return entry.header
+
+
+class HeaderChain:
+    """Headers of one network from a checkpoint on, in SQLite at ``path`` (or ":memory:")."""
+
+    def __init__(self, path: str, network: Network, checkpoint: Checkpoint | tuple | None = None,
+                 *, rules: NetworkRules | None = None) -> None:
+        self.network = Network(network)
+        self.rules = rules or rules_for(self.network)
+        self._lock = threading.RLock()
+        self._view = _View(self)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        stored = dict(self._db.execute("SELECT key, value FROM meta"))
+        if stored:
+            self._check_reopen(stored, checkpoint)
+        else:
+            self._initialise(checkpoint)
+        self._load_recent()
+
+    # -- public reads ---------------------------------------------------------
+
+    def tip(self) -> tuple[int, bytes]:
+        with self._lock:
+            return self._tip.height, self._tip.hash
+
+    def header_at(self, height: int) -> BlockHeader | None:
+        """The active chain's header at ``height``, or None."""
+        with self._lock:
+            entry = self._active_entry(height)
+            return entry.header if entry else None
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        """The height of ``block_hash`` if it is on the active chain, else None."""
+        with self._lock:
+            entry = self._entry(block_hash)
+            if entry is None or self._active_hash_at(entry.height) != block_hash:
+                return None
+            return entry.height
+
+    def header_by_hash(self, block_hash: bytes) -> BlockHeader | None:
+        """Any stored header, on the active chain or not."""
+        with self._lock:
+            entry = self._entry(block_hash)
+            return entry.header if entry else None
+
+    def chainwork(self, block_hash: bytes) -> int | None:
+        with self._lock:
+            entry = self._entry(block_hash)
+            return entry.chainwork if entry else None
+
+    def confirmations(self, block_hash: bytes) -> int:
+        """1 for the tip, 0 if the block is not on the active chain."""
+        with self._lock:
+            height = self.height_of(block_hash)
+            return 0 if height is None else self._tip.height - height + 1
+
+    # -- adding headers -------------------------------------------------------
+
+    def add_headers(self, raw_headers: list[bytes], *, now: float | None = None) -> int:
+        """Validate and store headers in order; return how many were new.
+
+        Like Core's ProcessNewBlockHeaders, the headers accepted before a bad one
+        are kept: they are written, then HeaderRejected (``.rule``) is raised.
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            accepted: list[_Entry] = []
+            try:
+                for raw in raw_headers:
+                    entry = self._validate(raw, now, accepted)
+                    if entry is not None:
+                        accepted.append(entry)
+                        self._cache[entry.hash] = entry
+            finally:
+                self._store(accepted)
+            return len(accepted)
+
+    def _validate(self, raw: bytes, now: float, accepted: list[_Entry]) -> _Entry | None:
+        if len(raw) != HEADER_SIZE:
+            raise ValueError(f"a block header is {HEADER_SIZE} bytes, got {len(raw)}")
+        block_hash = sha256d(raw)
+        prev_hash = raw[4:36]
+        # A child of the tip or of a header new in this batch cannot be stored yet (it
+        # would have more work than the tip); anything else may be a duplicate.
+        fresh_parent = prev_hash == self._tip.hash or (accepted and prev_hash == accepted[-1].hash)
+        if block_hash in self._cache or (not fresh_parent and self._stored(block_hash)):
+            return None
+        header = BlockHeader.parse(raw)
+        parent = self._entry(prev_hash)
+        if parent is None:
+            raise HeaderRejected("bad-prevblk", header.hash_hex)
+        height = parent.height + 1
+        try:
+            header.check_proof_of_work(self.rules.pow_limit_bits)
+        except HeaderRejected as exc:
+            raise HeaderRejected(exc.rule, header.hash_hex, height) from None
+        if header.bits != self.rules.expected_bits(self._view, height, header):
+            raise HeaderRejected("bad-diffbits", header.hash_hex, height)
+        times = self._times(parent)
+        # Near a checkpoint other than genesis the 11 previous times are not all known,
+        # and a median over fewer could wrongly reject: skip until they are.
+        if len(times) == MEDIAN_TIME_SPAN or self._checkpoint_height == 0:
+            if header.time <= sorted(times)[len(times) // 2]:
+                raise HeaderRejected("time-too-old", header.hash_hex, height)
+        if header.time > now + MAX_FUTURE_BLOCK_TIME:
+            raise HeaderRejected("time-too-new", header.hash_hex, height)
+        self.rules.check_contextual(self._view, height, header)
+        work = self._work_by_bits.get(header.bits)
+        if work is None:
+            work = self._work_by_bits[header.bits] = header.work
+        return _Entry(raw, header, block_hash, height, parent.chainwork + work,
+                      (times + (header.time,))[-MEDIAN_TIME_SPAN:])
+
+    def _store(self, accepted: list[_Entry]) -> None:
+        """Write a batch, and move the active chain if its best header has more work."""
+        if not accepted:
+            return
+        best = max(accepted, key=lambda e: e.chainwork)      # max() keeps the first of equals
+        path: list[_Entry] = []
+        if best.chainwork > self._tip.chainwork:
+            entry = best
+            while self._active_hash_at(entry.height) != entry.hash:
+                path.append(entry)
+                entry = self._entry(entry.header.prev_hash)
+            path.reverse()
+        fork_height = path[0].height - 1 if path else None
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO headers VALUES (?, ?, ?, ?)",
+                           [(e.hash, e.height, _work_bytes(e.chainwork), e.raw)
+                            for e in accepted])
+            if path:
+                db.execute("DELETE FROM active WHERE height > ?", (fork_height,))
+                db.executemany("INSERT INTO active VALUES (?, ?)", [(e.height, e.hash) for e in path])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._load_recent()       # the cache holds headers that were not written
+            raise
+        if path:
+            self._move_tip(fork_height, path)
+
+    # -- syncing from a source ------------------------------------------------
+
+    def sync_from(self, source: ChainSource, batch: int = 2000, *, now: float | None = None) -> int:
+        """Fetch and add the source's headers past the block our chains share; return how many were new."""
+        if source.network != self.network:
+            raise ValueError(f"source is on {source.network.label}, this chain on {self.network.label}")
+        added = 0
+        # A source that reorganises while we read breaks linkage; look for the fork again.
+        for _attempt in range(3):
+            start = self._fork_point_with(source) + 1
+            try:
+                while True:
+                    raws = source.headers(start, batch)
+                    if raws:
+                        added += self.add_headers(raws, now=now)
+                        start += len(raws)
+                    if len(raws) < batch:
+                        return added
+            except HeaderRejected as exc:
+                if exc.rule != "bad-prevblk":
+                    raise
+        raise SourceError("the source's chain kept changing while headers were read")
+
+    def _fork_point_with(self, source: ChainSource) -> int:
+        height = min(self.tip()[0], source.tip().height)
+        lowest = max(self._checkpoint_height, height - MAX_FORK_DEPTH)
+        while height >= lowest:
+            if sha256d(source.header(height)) == self._active_hash_at(height):
+                return height
+            height -= 1
+        raise SourceError(f"the source's chain does not meet ours between heights {lowest} and "
+                          f"{lowest + MAX_FORK_DEPTH} (different chain, or below our checkpoint)")
+
+    # -- storage and the in-memory cache --------------------------------------
+
+    def _initialise(self, checkpoint) -> None:
+        if checkpoint is None:
+            genesis = GENESIS_HEADERS[self.network]
+            checkpoint = Checkpoint(0, genesis, BlockHeader.parse(genesis).work)
+        height, raw, chainwork = checkpoint
+        header = BlockHeader.parse(raw)
+        if height == 0 and header.hash != PARAMS[self.network].genesis_hash:
+            raise ValueError(f"height-0 checkpoint is not the {self.network.label} genesis block")
+        header.check_proof_of_work(self.rules.pow_limit_bits)     # catches a mistyped checkpoint
+        self.rules.validate_checkpoint(height)
+        db = self._db
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO meta VALUES (?, ?)",
+                       [("network", int(self.network)), ("checkpoint_height", height),
+                        ("checkpoint_hash", header.hash)])
+        db.execute("INSERT INTO headers VALUES (?, ?, ?, ?)", (header.hash, height, _work_bytes(chainwork), raw))
+        db.execute("INSERT INTO active VALUES (?, ?)", (height, header.hash))
+        db.execute("COMMIT")
+
+    def _check_reopen(self, stored: dict, checkpoint) -> None:
+        if stored["network"] != int(self.network):
+            raise ValueError(f"{Network(stored['network']).label} chain file opened as {self.network.label}")
+        if checkpoint is not None:
+            height, raw = checkpoint[0], checkpoint[1]
+            if (height, sha256d(raw)) != (stored["checkpoint_height"], stored["checkpoint_hash"]):
+                raise ValueError("chain file was started from a different checkpoint")
+
+    def _load_recent(self) -> None:
+        """(Re)build the in-memory tail of the active chain from the database."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'checkpoint_height'").fetchone()
+        self._checkpoint_height = row[0]
+        self._work_by_bits: dict[int, int] = {}
+        (tip_height,) = self._db.execute("SELECT MAX(height) FROM active").fetchone()
+        first = max(self._checkpoint_height, tip_height - RECENT_HEADERS + 1)
+        rows = self._db.execute(
+            "SELECT h.hash, h.height, h.chainwork, h.raw FROM active a JOIN headers h ON h.hash = a.hash"
+            " WHERE a.height >= ? ORDER BY a.height", (first,)).fetchall()
+        self._recent = [_entry_from_row(row) for row in rows]
+        self._recent_base = first
+        self._cache = {entry.hash: entry for entry in self._recent}
+        self._tip = self._recent[-1]
+
+    def _move_tip(self, fork_height: int, path: list[_Entry]) -> None:
+        if fork_height < self._recent_base - 1:
+            self._load_recent()            # a reorg deeper than the cached tail
+            return
+        del self._recent[fork_height + 1 - self._recent_base:]
+        self._recent.extend(path)
+        excess = len(self._recent) - RECENT_HEADERS
+        if excess > 0:
+            del self._recent[:excess]
+            self._recent_base += excess
+        self._tip = self._recent[-1]
+        if len(self._cache) > 2 * RECENT_HEADERS:    # drop side branches and evicted headers
+            self._cache = {entry.hash: entry for entry in self._recent}
+
+    def _entry(self, block_hash: bytes) -> _Entry | None:
+        entry = self._cache.get(block_hash)
+        if entry is None:
+            row = self._db.execute("SELECT hash, height, chainwork, raw FROM headers WHERE hash = ?",
+                                   (block_hash,)).fetchone()
+            if row is not None:
+                entry = _entry_from_row(row)
+        return entry
+
+    def _stored(self, block_hash: bytes) -> bool:
+        return self._db.execute("SELECT 1 FROM headers WHERE hash = ?", (block_hash,)).fetchone() is not None
+
+    def _active_entry(self, height: int) -> _Entry | None:
+        if self._recent_base <= height <= self._tip.height:
+            return self._recent[height - self._recent_base]
+        row = self._db.execute(
+            "SELECT h.hash, h.height, h.chainwork, h.raw FROM active a JOIN headers h ON h.hash = a.hash"
+            " WHERE a.height = ?", (height,)).fetchone()
+        return _entry_from_row(row) if row else None
+
+    def _active_hash_at(self, height: int) -> bytes | None:
+        if height > self._tip.height:
+            return None
+        if height >= self._recent_base:
+            return self._recent[height - self._recent_base].hash
+        row = self._db.execute("SELECT hash FROM active WHERE height = ?", (height,)).fetchone()
+        return row[0] if row else None
+
+    def _times(self, entry: _Entry) -> tuple[int, ...]:
+        """Timestamps of the <= 11 headers ending at ``entry``, oldest first (for MTP)."""
+        if entry.times is None:
+            times, walk = [], entry
+            while walk is not None and len(times) < MEDIAN_TIME_SPAN:
+                times.append(walk.header.time)
+                walk = None if walk.height == self._checkpoint_height else self._entry(walk.header.prev_hash)
+            entry.times = tuple(reversed(times))
+        return entry.times
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "HeaderChain":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _work_bytes(chainwork: int) -> bytes:
+    return chainwork.to_bytes(32, "big")
+
+
+def _entry_from_row(row) -> _Entry:
+    block_hash, height, chainwork, raw = row
+    return _Entry(raw, BlockHeader.parse(raw), block_hash, height, int.from_bytes(chainwork, "big"), None)
