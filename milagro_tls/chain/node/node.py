@@ -1,11 +1,13 @@
 """RegtestNode: the kernel, the SQLite index and the mempool behind one lock (see API.md)."""
 from __future__ import annotations
 
+import atexit
 import fcntl
 import functools
 import os
 import threading
 import time as _time
+import weakref
 from pathlib import Path
 
 from ..block import Block
@@ -18,12 +20,22 @@ from .kernel import Kernel
 from .mempool import COINBASE_MATURITY, MAX_BLOCK_WEIGHT, MAX_MONEY, Mempool
 from .miner import assemble
 from .store import IndexDiverged, Store, Utxo
-from .wallet import MinerKey, build_payment
+from .wallet import P2wpkhKey, build_payment
 
 #: Room left in a block template for the header and the coinbase.
 COINBASE_RESERVE_WEIGHT = 8_000
 #: The faucet gives up after mining this many blocks for one request.
 FAUCET_MAX_BLOCKS = 2_000
+
+
+_open_nodes: "weakref.WeakSet[RegtestNode]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_nodes() -> None:
+    # The kernel persists its state only when destroyed: close what the program forgot.
+    for node in list(_open_nodes):
+        node.close()
 
 
 def _locked(method):
@@ -43,7 +55,7 @@ def _hex(h: bytes) -> str:
 class RegtestNode:
     network = Network.REGTEST
 
-    def __init__(self, datadir: Path, lock_fd: int, kernel: Kernel, store: Store, key: MinerKey) -> None:
+    def __init__(self, datadir: Path, lock_fd: int, kernel: Kernel, store: Store, key: P2wpkhKey) -> None:
         """Use ``RegtestNode.open``."""
         self.datadir = datadir
         self._lock_fd = lock_fd
@@ -66,11 +78,12 @@ class RegtestNode:
             raise DataDirLocked(str(datadir)) from None
         kernel = store = None
         try:
-            key = MinerKey.load_or_create(datadir / "miner.key")
+            key = P2wpkhKey.load_or_create(datadir / "miner.key")
             kernel = Kernel(datadir / "kernel")
             store = Store(datadir / "index.sqlite")
             node = cls(datadir, fd, kernel, store, key)
             node._startup()
+            _open_nodes.add(node)
             return node
         except BaseException:
             if store is not None:
@@ -85,6 +98,7 @@ class RegtestNode:
             if self._closed:
                 return
             self._closed = True
+            _open_nodes.discard(self)
             self._store.close()
             self._kernel.close()
             os.close(self._lock_fd)
@@ -105,6 +119,7 @@ class RegtestNode:
     def _startup(self) -> None:
         with self._lock, self._store.transaction():
             persisted = self._store.mempool_raws()
+            self._replay_lost_blocks()
             try:
                 disconnected, _ = self._sync_index()
             except IndexDiverged:
@@ -113,6 +128,27 @@ class RegtestNode:
                 self._store.wipe_chain()
                 disconnected, _ = self._sync_index()
             self._rebuild_mempool(disconnected + persisted)
+
+    def _replay_lost_blocks(self) -> None:
+        """Give the kernel back the indexed blocks it forgot.
+
+        The kernel writes its block index and chainstate only when it is destroyed; a
+        process that dies without ``close()`` reopens at the last clean state (often
+        genesis). The index kept every active block, so the chain is rebuilt from it.
+        """
+        kernel, store = self._kernel, self._store
+        top = store.tip_height()
+        height = min(kernel.height, top)
+        while height > 0 and store.hash_at(height) != kernel.hash_at(height):
+            height -= 1
+        for h in range(height + 1, top + 1):
+            entry = kernel.entry(store.hash_at(h))
+            if entry is not None and kernel.block(entry) is not None:
+                continue
+            try:
+                kernel.process_block(store.raw_block_at(h))
+            except BlockRejected:
+                break           # the index goes back to what the kernel has
 
     def _sync_index(self) -> tuple[list[bytes], list[Block]]:
         """Make the index follow the kernel's active chain: disconnect down to the fork
@@ -132,8 +168,9 @@ class RegtestNode:
         connected = []
         for height in range(fork + 1, kernel.height + 1):
             entry = kernel.entry_at(height)
-            block = Block.parse(bytes(kernel.block(entry)))
-            store.connect(height, bytes(entry.block_hash), list(block.txs))
+            raw = bytes(kernel.block(entry))
+            block = Block.parse(raw)
+            store.connect(height, bytes(entry.block_hash), raw, list(block.txs))
             connected.append(block)
         return [raw for blk in reversed(undone) for raw in blk], connected
 

@@ -2,7 +2,9 @@
 
 Tables (all hashes wire order):
 
-  chain    height -> block hash, the active chain as last indexed
+  chain    height -> block hash and raw block, the active chain as last indexed. The
+           raw copy exists because the kernel only persists its state when it is
+           closed: after a crash it forgets blocks, and the node hands them back
   utxo     the confirmed UTXO set
   txindex  txid -> (block hash, height, position), active chain only
   spent    who spent each confirmed output, with the coin itself: this is both the
@@ -26,7 +28,7 @@ from embit.transaction import Transaction
 from ..tx import is_coinbase, txid_of
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS chain(height INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS chain(height INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, raw BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS utxo(
     txid BLOB, vout INTEGER, value INTEGER, spk BLOB, height INTEGER, coinbase INTEGER,
     PRIMARY KEY(txid, vout)) WITHOUT ROWID;
@@ -44,6 +46,8 @@ CREATE TABLE IF NOT EXISTS mempool(seq INTEGER PRIMARY KEY, txid BLOB NOT NULL U
 """
 
 MAX_SCRIPT_SIZE = 10_000
+#: Bumped when the tables change; an index of another version is rebuilt from the kernel.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,10 @@ class Store:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            for table in ("chain", "utxo", "txindex", "spent", "mempool"):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
         self._depth = 0
 
@@ -114,10 +122,14 @@ class Store:
         row = self._one("SELECT height FROM chain WHERE hash = ?", block_hash)
         return row[0] if row else None
 
-    def connect(self, height: int, block_hash: bytes, txs: list[Transaction]) -> None:
+    def raw_block_at(self, height: int) -> bytes | None:
+        row = self._one("SELECT raw FROM chain WHERE height = ?", height)
+        return row[0] if row else None
+
+    def connect(self, height: int, block_hash: bytes, raw: bytes, txs: list[Transaction]) -> None:
         """Index a block that the kernel made part of the active chain at ``height``."""
         db = self._db
-        db.execute("INSERT INTO chain(height, hash) VALUES (?, ?)", (height, block_hash))
+        db.execute("INSERT INTO chain(height, hash, raw) VALUES (?, ?, ?)", (height, block_hash, raw))
         if height == 0:
             return              # as in Core, the genesis coinbase is neither spendable nor indexed
         for pos, tx in enumerate(txs):

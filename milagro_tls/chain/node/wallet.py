@@ -19,8 +19,8 @@ P2WPKH_INPUT_VBYTES = 68
 TX_OVERHEAD_VBYTES = 11
 
 
-class MinerKey:
-    """A secp256k1 key kept in DATADIR/miner.key (hex, mode 0600)."""
+class P2wpkhKey:
+    """A secp256k1 key spending P2WPKH; the node keeps its own in DATADIR/miner.key (hex, mode 0600)."""
 
     def __init__(self, secret: bytes) -> None:
         self._key = coincurve.PrivateKey(secret)
@@ -28,7 +28,7 @@ class MinerKey:
         self.script_pubkey = b"\x00\x14" + hash160(self.pubkey)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> "MinerKey":
+    def load_or_create(cls, path: Path) -> "P2wpkhKey":
         try:
             # O_EXCL: never overwrite a key, never race another creator.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -51,13 +51,27 @@ class MinerKey:
         der = self._key.sign(sighash, hasher=None)        # low-S DER
         tx.vin[index].witness = Witness([der + bytes([SIGHASH.ALL]), self.pubkey])
 
+    def spend(self, inputs: list[tuple[bytes, int, int]], outputs: list[tuple[int, bytes]], *,
+              version: int = 2, locktime: int = 0, sequence: int = 0xFFFFFFFF) -> bytes:
+        """A signed transaction spending P2WPKH outputs of this key.
+
+        ``inputs`` are (txid wire order, vout, value), ``outputs`` (value, scriptPubKey).
+        """
+        # embit keeps input txids in display order
+        vin = [TransactionInput(txid[::-1], vout, sequence=sequence) for txid, vout, _ in inputs]
+        vout = [TransactionOutput(value, Script(spk)) for value, spk in outputs]
+        tx = Transaction(version=version, vin=vin, vout=vout, locktime=locktime)
+        for i, (_, _, value) in enumerate(inputs):
+            self.sign_input(tx, i, value)
+        return tx.serialize()
+
 
 def _vbytes(n_inputs: int, output_scripts: list[bytes]) -> int:
     outs = sum(8 + 1 + len(s) for s in output_scripts)
     return TX_OVERHEAD_VBYTES + P2WPKH_INPUT_VBYTES * n_inputs + outs
 
 
-def build_payment(key: MinerKey, coins: list[tuple[bytes, int, Utxo]], script_pubkey: bytes,
+def build_payment(key: P2wpkhKey, coins: list[tuple[bytes, int, Utxo]], script_pubkey: bytes,
                   amount: int) -> bytes | None:
     """Spend the fewest of ``coins`` (largest first) to pay ``amount``; change back to the key.
 
@@ -74,12 +88,8 @@ def build_payment(key: MinerKey, coins: list[tuple[bytes, int, Utxo]], script_pu
     else:
         return None
     change = total - amount - fee
-    vout = [TransactionOutput(amount, Script(script_pubkey))]
+    outputs = [(amount, script_pubkey)]
     if change >= DUST:
-        vout.append(TransactionOutput(change, Script(key.script_pubkey)))
-    # embit keeps input txids in display order
-    vin = [TransactionInput(txid[::-1], vout_i) for txid, vout_i, _ in chosen]
-    tx = Transaction(version=2, vin=vin, vout=vout, locktime=0)
-    for i, (_, _, coin) in enumerate(chosen):
-        key.sign_input(tx, i, coin.value)
-    return tx.serialize()
+        outputs.append((change, key.script_pubkey))
+    return key.spend([(txid, vout, coin.value) for txid, vout, coin in chosen], outputs)
+

@@ -1,0 +1,197 @@
+"""The node's mempool: only what the kernel's script check accepts, first spend wins, clear errors."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from embit.script import Script, Witness
+from embit.transaction import Transaction, TransactionInput, TransactionOutput
+
+from milagro_tls.chain.block import Block
+from milagro_tls.chain.errors import TxNotFound, TxRejected
+from milagro_tls.chain.node.wallet import P2wpkhKey
+from milagro_tls.chain.tx import parse_tx
+
+KEY = P2wpkhKey(bytes([9]) * 32)
+OTHER = b"\x00\x14" + b"\x33" * 20
+FEE = 1_000
+
+
+def coinbase_coin(node, height):
+    block = Block.parse(node.block(node.block_hash(height)))
+    return block.txids()[0], 0, block.txs[0].vout[0].value
+
+
+@pytest.fixture
+def funded(regtest_node):
+    """101 blocks paying KEY: the coinbases at heights 1 and 2 are spendable in block 102."""
+    regtest_node.mine(101, script_pubkey=KEY.script_pubkey)
+    return regtest_node
+
+
+def rejected(node, raw) -> str:
+    with pytest.raises(TxRejected) as err:
+        node.submit_tx(raw)
+    return err.value.reason
+
+
+def test_valid_p2wpkh_spend_accepted_then_mined(funded):
+    node = funded
+    coin = coinbase_coin(node, 1)
+    raw = KEY.spend([coin], [(coin[2] - FEE, OTHER)])
+    assert node.test_tx(raw) == parse_tx(raw).hash() and node.mempool_txids() == []
+    txid = node.submit_tx(raw)
+    assert node.mempool_txids() == [txid]
+    assert node.transaction(txid) == raw
+    status = node.tx_status(txid)
+    assert status.block_hash is None and status.height is None
+    assert node.outspend(coin[0], 0) == txid
+    assert node.utxo(coin[0], 0) is None                      # spent in the mempool
+    assert node.utxo(coin[0], 0, include_mempool=False).value == coin[2]
+    mempool_out = node.utxo(txid, 0)
+    assert mempool_out.height is None and mempool_out.value == coin[2] - FEE
+    assert node.utxo(txid, 0, include_mempool=False) is None
+    (block_hash,) = node.mine(1)
+    assert node.mempool_txids() == []
+    assert node.tx_location(txid) == (block_hash, 102, 1)
+    assert node.tx_status(txid).height == 102
+    coinbase = Block.parse(node.block(block_hash)).txs[0]
+    assert coinbase.vout[0].value == 50 * 10**8 + FEE               # subsidy + fees
+    assert node.utxo(txid, 0).height == 102 and node.outspend(coin[0], 0) == txid
+    assert node.transaction(txid) == raw and node.transaction(txid, block_hash) == raw
+    with pytest.raises(TxNotFound):
+        node.transaction(b"\x00" * 32)
+
+
+def test_double_spend_rejected(funded):
+    node = funded
+    coin = coinbase_coin(node, 1)
+    first = node.submit_tx(KEY.spend([coin], [(coin[2] - FEE, OTHER)]))
+    # no replacement, even at a higher fee
+    assert rejected(node, KEY.spend([coin], [(coin[2] - 10 * FEE, KEY.script_pubkey)])) == "txn-mempool-conflict"
+    assert node.mempool_txids() == [first]
+    node.mine(1)
+    assert rejected(node, KEY.spend([coin], [(coin[2] - 2 * FEE, OTHER)])) == "bad-txns-inputs-missingorspent"
+    assert rejected(node, node.transaction(first)) == "txn-already-known"
+
+
+def test_bad_signatures_rejected(funded):
+    node = funded
+    coin = coinbase_coin(node, 1)
+    good = KEY.spend([coin], [(coin[2] - FEE, OTHER)])
+    tx = parse_tx(good)
+    sig = bytearray(tx.vin[0].witness.items[0])
+    sig[10] ^= 0x01
+    tx.vin[0].witness = Witness([bytes(sig), tx.vin[0].witness.items[1]])
+    assert rejected(node, tx.serialize()) == "mandatory-script-verify-flag-failed"
+    # a signature over the wrong amount (BIP143 commits to it)
+    wrong_amount = KEY.spend([(coin[0], 0, coin[2] + 1)], [(coin[2] - FEE, OTHER)])
+    assert rejected(node, wrong_amount) == "mandatory-script-verify-flag-failed"
+    # someone else's key
+    thief = P2wpkhKey(bytes([10]) * 32)
+    assert rejected(node, thief.spend([coin], [(coin[2] - FEE, OTHER)])) == "mandatory-script-verify-flag-failed"
+    assert node.mempool_txids() == []
+    assert node.submit_tx(good)
+
+
+def test_forged_taproot_keypath_rejected(funded):
+    """Flags ALL: without TAPROOT a v1 output would be anyone-can-spend."""
+    node = funded
+    coin = coinbase_coin(node, 1)
+    p2tr = b"\x51\x20" + KEY.pubkey[1:]
+    fund = node.submit_tx(KEY.spend([coin], [(coin[2] - FEE, p2tr)]))
+    forged = Transaction(2, [TransactionInput(fund[::-1], 0, witness=Witness([os.urandom(64)]))],
+                         [TransactionOutput(coin[2] - 2 * FEE, Script(OTHER))], 0)
+    assert rejected(node, forged.serialize()) == "mandatory-script-verify-flag-failed"
+
+
+@pytest.mark.parametrize("garbage", [
+    b"", b"\x00", b"garbage bytes", os.urandom(200), b"\x02\x00\x00\x00" + b"\xff" * 9,
+])
+def test_garbage_rejected_node_keeps_working(funded, garbage):
+    node = funded
+    assert rejected(node, garbage) == "tx-decode-failed"
+    coin = coinbase_coin(node, 1)
+    good = KEY.spend([coin], [(coin[2] - FEE, OTHER)])
+    assert rejected(node, good[:-1]) == "tx-decode-failed"         # truncated
+    assert rejected(node, good + b"\x00") == "tx-decode-failed"    # trailing byte
+    with pytest.raises(TxRejected):
+        node.submit_tx("not bytes")                                # type: ignore[arg-type]
+    txid = node.submit_tx(good)
+    node.mine(1)
+    assert node.tx_location(txid)[1] == 102
+
+
+def test_structural_rejections(funded):
+    node = funded
+    coin = coinbase_coin(node, 1)
+    assert rejected(node, KEY.spend([coin], [(coin[2] + 1, OTHER)])) == "bad-txns-in-belowout"
+    assert rejected(node, KEY.spend([coin, coin], [(coin[2] - FEE, OTHER)])) == "bad-txns-inputs-duplicate"
+    assert rejected(node, KEY.spend([coin], [])) == "bad-txns-vout-empty"
+    assert rejected(node, KEY.spend([coin], [(21_000_001 * 10**8, OTHER)])) == "bad-txns-vout-toolarge"
+    assert rejected(node, KEY.spend([(b"\x55" * 32, 0, 10**8)], [(10**7, OTHER)])) == "bad-txns-inputs-missingorspent"
+    coinbase_raw = node.transaction(coin[0])
+    assert rejected(node, coinbase_raw) == "coinbase"
+    assert node.mempool_txids() == []
+
+
+def test_immature_coinbase_rejected(funded):
+    node = funded
+    assert node.tip().height == 101
+    coin2 = coinbase_coin(node, 2)          # 100 confirmations in the next block: mature
+    coin3 = coinbase_coin(node, 3)          # 99: not yet
+    premature = KEY.spend([coin3], [(coin3[2] - FEE, OTHER)])
+    assert rejected(node, premature) == "bad-txns-premature-spend-of-coinbase"
+    assert node.submit_tx(KEY.spend([coin2], [(coin2[2] - FEE, OTHER)]))
+    node.mine(1)
+    assert node.submit_tx(premature)
+
+
+def test_locktime_and_relative_locktime(funded):
+    node = funded
+    tip = node.tip().height
+    coin = coinbase_coin(node, 1)
+    late = KEY.spend([coin], [(coin[2] - FEE, OTHER)], locktime=tip + 1, sequence=0xFFFFFFFE)
+    assert rejected(node, late) == "non-final"
+    parent = node.submit_tx(KEY.spend([coin], [(coin[2] - FEE, KEY.script_pubkey)], locktime=tip,
+                                      sequence=0xFFFFFFFE))
+    # BIP68: one block of relative lock on an unconfirmed parent cannot be met yet
+    child = KEY.spend([(parent, 0, coin[2] - FEE)], [(coin[2] - 2 * FEE, OTHER)], sequence=1)
+    assert rejected(node, child) == "non-BIP68-final"
+    node.mine(1)
+    assert node.submit_tx(child)
+    node.mine(1)
+    assert node.tx_location(parse_tx(child).hash())[1] == tip + 2
+
+
+def test_chain_of_unconfirmed_transactions_mined_in_order(funded):
+    node = funded
+    coin = coinbase_coin(node, 1)
+    value = coin[2]
+    txids, prev = [], coin
+    for _ in range(5):
+        value -= FEE
+        raw = KEY.spend([prev], [(value, KEY.script_pubkey)])
+        txids.append(node.submit_tx(raw))
+        prev = (txids[-1], 0, value)
+    assert node.mempool_txids() == txids
+    assert node.outspend(txids[0], 0) == txids[1]
+    assert node.utxo(txids[-1], 0).value == value and node.utxo(txids[0], 0) is None
+    (block_hash,) = node.mine(1)
+    assert Block.parse(node.block(block_hash)).txids()[1:] == txids
+    assert [node.tx_location(t)[2] for t in txids] == [1, 2, 3, 4, 5]
+    assert node.mempool_txids() == []
+
+
+def test_faucet_pays_and_funds_itself(regtest_node):
+    node = regtest_node
+    txid = node.faucet(OTHER, 123_456)                # mines its own maturity blocks
+    assert node.tip().height >= 100
+    tx = parse_tx(node.transaction(txid))
+    assert (tx.vout[0].value, tx.vout[0].script_pubkey.data) == (123_456, OTHER)
+    # change chains: a second payment before any block
+    second = node.faucet(OTHER, 654_321)
+    assert set(node.mempool_txids()) == {txid, second}
+    node.mine(1)
+    assert node.tx_location(txid) and node.tx_location(second)
+    assert node.utxo(second, 0).value == 654_321
