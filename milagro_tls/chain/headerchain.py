@@ -156,6 +156,7 @@ class HeaderChain:
             return entry.header if entry else None
 
     def chainwork(self, block_hash: bytes) -> int | None:
+        """Work up to and including ``block_hash`` (plus the checkpoint's), None if unknown."""
         with self._lock:
             entry = self._entry(block_hash)
             return entry.chainwork if entry else None
@@ -247,7 +248,8 @@ class HeaderChain:
                 db.executemany("INSERT INTO active VALUES (?, ?)", [(e.height, e.hash) for e in path])
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             self._load_recent()       # the cache holds headers that were not written
             raise
         if path:
@@ -257,6 +259,8 @@ class HeaderChain:
 
     def sync_from(self, source: ChainSource, batch: int = 2000, *, now: float | None = None) -> int:
         """Fetch and add the source's headers past the block our chains share; return how many were new."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         if source.network != self.network:
             raise ValueError(f"source is on {source.network.label}, this chain on {self.network.label}")
         added = 0
