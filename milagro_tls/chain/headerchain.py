@@ -30,8 +30,9 @@ from .source import ChainSource
 MAX_FUTURE_BLOCK_TIME = 2 * 60 * 60
 #: Core's CBlockIndex::nMedianTimeSpan: median time past is over the last 11 headers.
 MEDIAN_TIME_SPAN = 11
-#: Active-chain headers kept in memory: a retarget period (2016) plus the MTP window.
-RECENT_HEADERS = 2016 + MEDIAN_TIME_SPAN + 73
+#: Active-chain headers kept in memory: the retarget look-back (2016) plus the MTP window,
+#: so that extending the tip needs no read.
+RECENT_HEADERS = 2016 + MEDIAN_TIME_SPAN
 #: How far back sync_from looks for the block a source's chain shares with ours. One
 #: retarget period; a deeper disagreement is a different chain, not a reorg to follow.
 MAX_FORK_DEPTH = 2016
@@ -109,7 +110,11 @@ class _View:
 
 
 class HeaderChain:
-    """Headers of one network from a checkpoint on, in SQLite at ``path`` (or ":memory:")."""
+    """Headers of one network from a checkpoint on, in SQLite at ``path`` (or ":memory:").
+
+    ``rules`` replaces the network's NetworkRules (tests and benchmarks only). One
+    lock serialises all methods, so a chain may be shared between threads.
+    """
 
     def __init__(self, path: str, network: Network, checkpoint: Checkpoint | tuple | None = None,
                  *, rules: NetworkRules | None = None) -> None:
