@@ -8,7 +8,7 @@ from embit.script import Script, Witness
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from milagro_tls.chain.block import Block
-from milagro_tls.chain.errors import TxNotFound, TxRejected
+from milagro_tls.chain.errors import BlockRejected, TxNotFound, TxRejected
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain.tx import parse_tx
 
@@ -195,3 +195,73 @@ def test_faucet_pays_and_funds_itself(regtest_node):
     node.mine(1)
     assert node.tx_location(txid) and node.tx_location(second)
     assert node.utxo(second, 0).value == 654_321
+
+
+def test_sigop_counting_matches_core():
+    from milagro_tls.chain.node.sigops import count_sigops
+    p2wpkh = b"\x00\x14" + b"\x01" * 20
+    bare_multisig = b"\x51" + (b"\x21" + b"\x02" * 33) * 3 + b"\x53\xae"
+    assert count_sigops(p2wpkh, False) == 0
+    assert count_sigops(bare_multisig, False) == 20 and count_sigops(bare_multisig, True) == 3
+    assert count_sigops(b"\xac\xad\x00\xae", True) == 22
+    assert count_sigops(b"\x4c", True) == 0                    # truncated push: parsing stops
+
+
+def test_sigop_limits_keep_blocks_valid(funded):
+    node = funded
+    coin = coinbase_coin(node, 1)
+    heavy = b"\xac" * 3_900                                    # 3,900 legacy sigops = cost 15,600
+    assert rejected(node, KEY.spend([coin], [(1_000, b"\xac" * 4_001), (coin[2] - FEE - 1_000, OTHER)])) \
+        == "bad-txns-too-many-sigops"
+    txids, prev, value = [], coin, coin[2]
+    for _ in range(6):                                         # 6 x 15,600 > 80,000 per block
+        value -= FEE + 1_000
+        txids.append(node.submit_tx(KEY.spend([prev], [(value, KEY.script_pubkey), (1_000, heavy)])))
+        prev = (txids[-1], 0, value)
+    too_many = node.build_block([node.transaction(t) for t in txids])
+    with pytest.raises(BlockRejected):                         # the limit is real...
+        node.submit_block(too_many)
+    (first,) = node.mine(1)                                    # ...and the miner keeps under it
+    assert Block.parse(node.block(first)).txids()[1:] == txids[:5]
+    assert node.mempool_txids() == txids[5:]
+    node.mine(1)
+    assert node.mempool_txids() == [] and node.tx_location(txids[5])[1] == 103
+
+
+def test_concurrent_use_from_threads(funded):
+    import threading
+    node = funded
+    coins = [coinbase_coin(node, h) for h in (1, 2)]
+    errors, results = [], []
+
+    def spender(coin):
+        try:
+            results.append(node.submit_tx(KEY.spend([coin], [(coin[2] - FEE, OTHER)])))
+        except Exception as exc:                               # pragma: no cover - reported below
+            errors.append(exc)
+
+    def miner():
+        try:
+            for _ in range(5):
+                node.mine(1)
+                node.tip(), node.mempool_txids()
+        except Exception as exc:                               # pragma: no cover
+            errors.append(exc)
+
+    def reader():
+        try:
+            for _ in range(50):
+                tip = node.tip()
+                node.header_by_hash(tip.block_hash)
+        except Exception as exc:                               # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=f, args=a) for f, a in
+               [(spender, (coins[0],)), (spender, (coins[1],)), (miner, ()), (reader, ()), (reader, ())]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    node.mine(1)
+    assert node.tip().height == 107 and all(node.tx_location(t) for t in results) and len(results) == 2

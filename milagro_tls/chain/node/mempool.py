@@ -16,7 +16,8 @@ from ...errors import MalformedInput
 from ..errors import TxRejected
 from ..tx import is_coinbase, parse_tx, txid_of
 from .kernel import verify_scripts
-from .store import Utxo, is_unspendable
+from .sigops import MAX_TX_SIGOPS_COST, sigop_cost
+from .store import Store, Utxo, is_unspendable
 
 COIN = 100_000_000
 MAX_MONEY = 21_000_000 * COIN
@@ -47,6 +48,7 @@ class Entry:
     tx: Transaction
     fee: int
     weight: int
+    sigops: int
     prevouts: tuple[Outpoint, ...]
 
 
@@ -177,13 +179,41 @@ class Mempool:
             raise reject("bad-txns-in-belowout")
         if not _sequence_locks_ok(tx, coins, next_height, tip_mtp, chain):
             raise reject("non-BIP68-final")
+        sigops = sigop_cost(tx, coins)
+        if sigops > MAX_TX_SIGOPS_COST:
+            raise reject("bad-txns-too-many-sigops")
         try:
             failed = verify(raw, [(c.script_pubkey, c.value) for c in coins])
         except ValueError:          # the kernel cannot parse what embit did
             raise reject("tx-decode-failed") from None
         if failed is not None:
             raise reject("mandatory-script-verify-flag-failed")
-        return Entry(txid, raw, tx, total_in - total_out, weight, prevouts)
+        return Entry(txid, raw, tx, total_in - total_out, weight, sigops, prevouts)
+
+    # --- following the chain (the node calls these inside its index transaction) ---
+
+    def rebuild(self, raws: list[bytes], chain: ChainView, store: Store) -> None:
+        """Re-admit ``raws`` in order, silently dropping what no longer validates."""
+        self.clear()
+        for raw in raws:
+            try:
+                self.add(self.check(raw, chain))
+            except TxRejected:
+                pass
+        store.mempool_replace([(e.txid, e.raw) for e in self.entries.values()])
+
+    def confirmed(self, txs: list[Transaction], store: Store) -> None:
+        """Blocks connected without a reorg: drop what they confirmed and what now conflicts."""
+        removed: list[bytes] = []
+        for tx in txs:
+            txid = txid_of(tx)
+            # its mempool children stay: they now spend a confirmed output
+            removed += self.remove(txid, with_descendants=False)
+            for inp in tx.vin:
+                rival = self.spenders.get(_prevout(inp))
+                if rival is not None and rival != txid:
+                    removed += self.remove(rival)
+        store.mempool_remove(removed)
 
 
 def _is_final(tx: Transaction, height: int, mtp: int) -> bool:

@@ -17,12 +17,17 @@ from ..header import BlockHeader, bits_to_target
 from ..merkle import merkle_root
 from ..network import PARAMS, Network
 from ..tx import parse_tx, txid_of, wtxid_of
+from .sigops import MAX_BLOCK_SIGOPS_COST
 
 REGTEST = PARAMS[Network.REGTEST]
 BLOCK_VERSION = 0x20000000          # BIP9 top bits, no deployment signalled
 REGTEST_BITS = REGTEST.pow_limit_bits
 MAX_FUTURE_DRIFT = 2 * 60 * 60      # Core rejects blocks more than 2 h ahead of its clock
 COIN = 100_000_000
+MAX_BLOCK_WEIGHT = 4_000_000
+#: Room left for the header and the coinbase (whose payee script is the caller's choice).
+COINBASE_RESERVE_WEIGHT = 8_000
+COINBASE_RESERVE_SIGOPS = 400
 
 
 def subsidy(height: int) -> int:
@@ -89,6 +94,51 @@ def grind(header: BlockHeader) -> BlockHeader:
         if int.from_bytes(sha256d(raw), "little") <= target:
             return BlockHeader.parse(raw)
     raise RuntimeError("nonce space exhausted; change the time or the coinbase")
+
+
+def select(entries) -> tuple[list[bytes], int]:
+    """Mempool entries (in acceptance = dependency order) that fit one block: parents
+    first, within the weight and sigop limits. Returns (raw txs, total fees)."""
+    weight_left = MAX_BLOCK_WEIGHT - COINBASE_RESERVE_WEIGHT
+    sigops_left = MAX_BLOCK_SIGOPS_COST - COINBASE_RESERVE_SIGOPS
+    pending = {e.txid for e in entries}
+    taken: set[bytes] = set()
+    raws, fees = [], 0
+    for e in entries:
+        parents = {op[0] for op in e.prevouts if op[0] in pending}
+        if e.weight > weight_left or e.sigops > sigops_left or not parents <= taken:
+            continue            # its descendants are skipped too: their parent is not taken
+        weight_left -= e.weight
+        sigops_left -= e.sigops
+        taken.add(e.txid)
+        raws.append(e.raw)
+        fees += e.fee
+    return raws, fees
+
+
+def fees_of(raws: list[bytes], lookup) -> int:
+    """Best-effort fees of explicit transactions; ``lookup(txid, vout)`` gives a coin or
+    None. A transaction with an unknown input counts as paying no fee: a coinbase that
+    claims less than it may is still valid."""
+    made: dict[tuple[bytes, int], int] = {}
+    fees = 0
+    for raw in raws:
+        tx = parse_tx(raw)
+        total_in: int | None = 0
+        for inp in tx.vin:
+            op = (inp.txid[::-1], inp.vout)
+            coin = lookup(*op)
+            value = made.get(op, coin.value if coin is not None else None)
+            if value is None:
+                total_in = None
+                break
+            total_in += value
+        txid = txid_of(tx)
+        for i, out in enumerate(tx.vout):
+            made[(txid, i)] = out.value
+        if total_in is not None:
+            fees += max(0, total_in - sum(o.value for o in tx.vout))
+    return fees
 
 
 def assemble(parent: bytes, height: int, time: int, raw_txs: list[bytes], fees: int,

@@ -10,23 +10,19 @@ import time as _time
 import weakref
 from pathlib import Path
 
-from ..block import Block
 from ..errors import BlockNotFound, BlockRejected, DataDirLocked, NodeError, TxNotFound, TxRejected
 from ..header import BlockHeader
 from ..network import Network
 from ..source import Tip, TxStatus
-from ..tx import txid_of
 from .kernel import Kernel
-from .mempool import COINBASE_MATURITY, MAX_BLOCK_WEIGHT, MAX_MONEY, Mempool
-from .miner import assemble
+from .mempool import MAX_MONEY, Mempool
+from .miner import MAX_FUTURE_DRIFT, assemble, fees_of, select
 from .store import IndexDiverged, Store, Utxo
-from .wallet import P2wpkhKey, build_payment
+from .sync import follow_kernel, replay_lost_blocks
+from .wallet import P2wpkhKey, blocks_until_new_coin, build_payment, spendable_coins
 
-#: Room left in a block template for the header and the coinbase.
-COINBASE_RESERVE_WEIGHT = 8_000
 #: The faucet gives up after mining this many blocks for one request.
 FAUCET_MAX_BLOCKS = 2_000
-
 
 _open_nodes: "weakref.WeakSet[RegtestNode]" = weakref.WeakSet()
 
@@ -119,86 +115,26 @@ class RegtestNode:
     def _startup(self) -> None:
         with self._lock, self._store.transaction():
             persisted = self._store.mempool_raws()
-            self._replay_lost_blocks()
+            replay_lost_blocks(self._kernel, self._store)
             try:
-                disconnected, _ = self._sync_index()
+                disconnected, _ = follow_kernel(self._kernel, self._store)
             except IndexDiverged:
                 # The index lost track of the kernel (a corrupt or foreign index file):
                 # rebuild it from the kernel's blocks.
                 self._store.wipe_chain()
-                disconnected, _ = self._sync_index()
-            self._rebuild_mempool(disconnected + persisted)
+                disconnected, _ = follow_kernel(self._kernel, self._store)
+            self._mempool.rebuild(disconnected + persisted, self, self._store)
 
-    def _replay_lost_blocks(self) -> None:
-        """Give the kernel back the indexed blocks it forgot.
-
-        The kernel writes its block index and chainstate only when it is destroyed; a
-        process that dies without ``close()`` reopens at the last clean state (often
-        genesis). The index kept every active block, so the chain is rebuilt from it.
-        """
-        kernel, store = self._kernel, self._store
-        top = store.tip_height()
-        height = min(kernel.height, top)
-        while height > 0 and store.hash_at(height) != kernel.hash_at(height):
-            height -= 1
-        for h in range(height + 1, top + 1):
-            entry = kernel.entry(store.hash_at(h))
-            if entry is not None and kernel.block(entry) is not None:
-                continue
-            try:
-                kernel.process_block(store.raw_block_at(h))
-            except BlockRejected:
-                break           # the index goes back to what the kernel has
-
-    def _sync_index(self) -> tuple[list[bytes], list[Block]]:
-        """Make the index follow the kernel's active chain: disconnect down to the fork
-        point, connect up to the kernel's tip. Returns the raw non-coinbase transactions
-        of disconnected blocks (in chain order) and the connected blocks."""
-        kernel, store = self._kernel, self._store
-        fork = min(kernel.height, store.tip_height())
-        while fork >= 0 and store.hash_at(fork) != kernel.hash_at(fork):
-            fork -= 1
-        undone: list[list[bytes]] = []
-        while store.tip_height() > fork:
-            entry = kernel.entry(store.hash_at(store.tip_height()))
-            block = kernel.block(entry) if entry is not None else None
-            if block is not None:
-                undone.append([bytes(tx) for tx in list(block.transactions)[1:]])
-            store.disconnect_tip()
-        connected = []
-        for height in range(fork + 1, kernel.height + 1):
-            entry = kernel.entry_at(height)
-            raw = bytes(kernel.block(entry))
-            block = Block.parse(raw)
-            store.connect(height, bytes(entry.block_hash), raw, list(block.txs))
-            connected.append(block)
-        return [raw for blk in reversed(undone) for raw in blk], connected
-
-    def _after_chain_change(self, disconnected: list[bytes], connected: list[Block]) -> None:
-        if disconnected:
-            # After a reorg anything may have changed (maturity, finality, inputs):
-            # re-check every candidate, the disconnected ones first, as Core does.
-            self._rebuild_mempool(disconnected + [e.raw for e in self._mempool.entries.values()])
-            return
-        removed: list[bytes] = []
-        for block in connected:
-            for tx in block.txs[1:]:
-                txid = txid_of(tx)
-                removed += self._mempool.remove(txid, with_descendants=False)
-                for inp in tx.vin:
-                    rival = self._mempool.spenders.get((inp.txid[::-1], inp.vout))
-                    if rival is not None and rival != txid:
-                        removed += self._mempool.remove(rival)
-        self._store.mempool_remove(removed)
-
-    def _rebuild_mempool(self, raws: list[bytes]) -> None:
-        self._mempool.clear()
-        for raw in raws:
-            try:
-                self._mempool.add(self._mempool.check(raw, self))
-            except TxRejected:
-                pass
-        self._store.mempool_replace([(e.txid, e.raw) for e in self._mempool.entries.values()])
+    def _follow(self) -> None:
+        with self._store.transaction():
+            disconnected, connected = follow_kernel(self._kernel, self._store)
+            if disconnected:
+                # After a reorg anything may have changed (maturity, finality, inputs):
+                # re-check every candidate, the disconnected ones first, as Core does.
+                pending = [e.raw for e in self._mempool.entries.values()]
+                self._mempool.rebuild(disconnected + pending, self, self._store)
+            else:
+                self._mempool.confirmed([tx for b in connected for tx in b.txs[1:]], self._store)
 
     # ChainView for the mempool (called with the lock held)
     def coin(self, txid: bytes, vout: int) -> Utxo | None:
@@ -335,46 +271,6 @@ class RegtestNode:
 
     # --- mining ---
 
-    def _template(self) -> tuple[list[bytes], int]:
-        """Mempool transactions for the next block, parents first, within the weight limit."""
-        budget = MAX_BLOCK_WEIGHT - COINBASE_RESERVE_WEIGHT
-        taken: set[bytes] = set()
-        raws, fees = [], 0
-        for entry in self._mempool.entries.values():
-            parents = {op[0] for op in entry.prevouts if op[0] in self._mempool}
-            if entry.weight > budget or not parents <= taken:
-                continue
-            budget -= entry.weight
-            taken.add(entry.txid)
-            raws.append(entry.raw)
-            fees += entry.fee
-        return raws, fees
-
-    def _fees_of(self, raws: list[bytes]) -> int:
-        """Best-effort fees of explicit transactions; unknown inputs count as no fee
-        (a coinbase that claims less than it may is still valid)."""
-        from ..tx import parse_tx
-        made: dict[tuple[bytes, int], int] = {}
-        fees = 0
-        for raw in raws:
-            tx = parse_tx(raw)
-            total_in = 0
-            for inp in tx.vin:
-                op = (inp.txid[::-1], inp.vout)
-                coin = (self._mempool.output(*op) or self._store.utxo(*op)
-                        or self._store.spent_coin(*op))
-                value = made.get(op, coin.value if coin is not None else None)
-                if value is None:
-                    total_in = None
-                    break
-                total_in += value
-            txid = txid_of(tx)
-            for i, out in enumerate(tx.vout):
-                made[(txid, i)] = out.value
-            if total_in is not None:
-                fees += max(0, total_in - sum(o.value for o in tx.vout))
-        return fees
-
     @_locked
     def build_block(self, txs: list[bytes] | None = None, *, parent: bytes | None = None,
                     script_pubkey: bytes | None = None, coinbase_extra_value: int = 0,
@@ -387,11 +283,18 @@ class RegtestNode:
         if entry is None:
             raise BlockNotFound(_hex(parent))
         if txs is None:
-            raws, fees = self._template() if parent == tip_hash else ([], 0)
+            raws, fees = select(list(self._mempool.entries.values())) if parent == tip_hash else ([], 0)
         else:
-            raws, fees = list(txs), self._fees_of(list(txs))
+            raws = list(txs)
+            fees = fees_of(raws, lambda txid, vout: (self._mempool.output(txid, vout) or self._store.utxo(txid, vout)
+                                                     or self._store.spent_coin(txid, vout)))
         if time is None:
-            time = max(int(_time.time()), self._kernel.median_time_past(entry) + 1)
+            now = int(_time.time())
+            time = max(now, self._kernel.median_time_past(entry) + 1)
+            if time > now + MAX_FUTURE_DRIFT:
+                # Each block must beat the median of the last 11: tens of thousands of
+                # blocks in a short while push the time past what the kernel accepts.
+                raise NodeError("blocks mined too fast: the next block time would be over 2 h ahead")
         return assemble(parent, entry.height + 1, time, raws, fees,
                         self._key.script_pubkey if script_pubkey is None else script_pubkey,
                         coinbase_extra_value)
@@ -406,9 +309,7 @@ class RegtestNode:
         finally:
             # Even a refused block may come with a chain change (a branch the kernel
             # switched to while failing this one): the index always follows.
-            with self._store.transaction():
-                disconnected, connected = self._sync_index()
-                self._after_chain_change(disconnected, connected)
+            self._follow()
         if self._store.height_of(block_hash) is not None:
             return "active"
         if verdict is not None:
@@ -434,37 +335,19 @@ class RegtestNode:
 
     # --- faucet ---
 
-    def _faucet_coins(self) -> list[tuple[bytes, int, Utxo]]:
-        spk, next_height = self._key.script_pubkey, self._store.tip_height() + 1
-        coins = [(t, v, u) for t, v, u in self._store.utxos_of(spk)
-                 if (t, v) not in self._mempool.spenders
-                 and (not u.is_coinbase or next_height - u.height >= COINBASE_MATURITY)]
-        for txid, entry in self._mempool.entries.items():
-            for v, out in enumerate(entry.tx.vout):
-                if out.script_pubkey.data == spk and (txid, v) not in self._mempool.spenders:
-                    coins.append((txid, v, Utxo(out.value, spk, None, False)))
-        return coins
-
-    def _blocks_to_maturity(self) -> int:
-        tip = self._store.tip_height()
-        immature = [u.height for _, _, u in self._store.utxos_of(self._key.script_pubkey)
-                    if u.is_coinbase and tip + 1 - u.height < COINBASE_MATURITY]
-        if immature:
-            return max(1, min(immature) + COINBASE_MATURITY - 1 - tip)
-        return COINBASE_MATURITY       # one new coinbase plus 99 blocks on top
-
     @_locked
     def faucet(self, script_pubkey: bytes, amount: int) -> bytes:
         if not 0 < amount <= MAX_MONEY:
             raise NodeError(f"faucet amount {amount} out of range")
         mined = 0
         while True:
-            raw = build_payment(self._key, self._faucet_coins(), bytes(script_pubkey), amount)
+            coins = spendable_coins(self._key, self._store, self._mempool)
+            raw = build_payment(self._key, coins, bytes(script_pubkey), amount)
             if raw is not None:
                 return self.submit_tx(raw)
             if mined >= FAUCET_MAX_BLOCKS:
                 raise NodeError(f"the faucet cannot fund {amount} sat")
-            n = self._blocks_to_maturity()
+            n = blocks_until_new_coin(self._key, self._store)
             self._mine(n, None, False)   # leave the mempool to the caller's own mining
             mined += n
 

@@ -11,7 +11,8 @@ from embit.transaction import SIGHASH, Transaction, TransactionInput, Transactio
 
 from ..errors import NodeError
 from ..hashes import hash160
-from .store import Utxo
+from .mempool import COINBASE_MATURITY, Mempool
+from .store import Store, Utxo
 
 FEE_RATE = 2                 # sat/vB; regtest has no fee market, but zero-fee looks wrong on a chart
 DUST = 546
@@ -93,3 +94,27 @@ def build_payment(key: P2wpkhKey, coins: list[tuple[bytes, int, Utxo]], script_p
         outputs.append((change, key.script_pubkey))
     return key.spend([(txid, vout, coin.value) for txid, vout, coin in chosen], outputs)
 
+
+
+def spendable_coins(key: P2wpkhKey, store: Store, mempool: Mempool) -> list[tuple[bytes, int, Utxo]]:
+    """The key's outputs a transaction in the next block may spend: mature confirmed
+    ones and unconfirmed change, minus what the mempool already spends."""
+    spk, next_height = key.script_pubkey, store.tip_height() + 1
+    coins = [(t, v, u) for t, v, u in store.utxos_of(spk)
+             if (t, v) not in mempool.spenders
+             and (not u.is_coinbase or next_height - u.height >= COINBASE_MATURITY)]
+    for txid, entry in mempool.entries.items():
+        for v, out in enumerate(entry.tx.vout):
+            if out.script_pubkey.data == spk and (txid, v) not in mempool.spenders:
+                coins.append((txid, v, Utxo(out.value, spk, None, False)))
+    return coins
+
+
+def blocks_until_new_coin(key: P2wpkhKey, store: Store) -> int:
+    """Blocks to mine (to the key) before another of its coinbases matures."""
+    tip = store.tip_height()
+    immature = [u.height for _, _, u in store.utxos_of(key.script_pubkey)
+                if u.is_coinbase and tip + 1 - u.height < COINBASE_MATURITY]
+    if immature:
+        return max(1, min(immature) + COINBASE_MATURITY - 1 - tip)
+    return COINBASE_MATURITY       # one new coinbase plus 99 blocks on top
