@@ -1,0 +1,177 @@
+"""The Esplora-compatible REST subset the chain server answers.
+
+Paths, bodies and status codes as Blockstream's electrs serves them: plain-text
+hashes and heights, JSON transactions, 404 with a short text for what it does not
+know, 400 for malformed input. Hashes in paths and bodies are in display order.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from .chainview import ChainView
+from .errors import BlockNotFound, TxNotFound, TxRejected
+from .hashes import from_display_hex, to_display_hex
+from .merkle import merkle_branch
+from .network import Network
+from .tx import parse_tx, txid_of
+from .txjson import esplora_status, esplora_tx, split_block
+
+_HASH = r"([0-9a-fA-F]{64})"
+TEXT, JSON, BINARY = "text/plain", "application/json", "application/octet-stream"
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+def _json(obj) -> tuple[int, str, bytes]:
+    return 200, JSON, json.dumps(obj).encode()
+
+
+def _text(text: str) -> tuple[int, str, bytes]:
+    return 200, TEXT, text.encode()
+
+
+class EsploraRest:
+    def __init__(self, view: ChainView) -> None:
+        self.view = view
+        self.node = view.node
+        self._routes = [
+            (re.compile(r"/blocks/tip/height"), self.tip_height),
+            (re.compile(r"/blocks/tip/hash"), self.tip_hash),
+            (re.compile(rf"/block/{_HASH}/header"), self.block_header),
+            (re.compile(rf"/block/{_HASH}/raw"), self.block_raw),
+            (re.compile(r"/block-height/(-?\d{1,12})"), self.block_height),
+            (re.compile(rf"/tx/{_HASH}"), self.tx),
+            (re.compile(rf"/tx/{_HASH}/hex"), self.tx_hex),
+            (re.compile(rf"/tx/{_HASH}/raw"), self.tx_raw),
+            (re.compile(rf"/tx/{_HASH}/status"), self.tx_status),
+            (re.compile(rf"/tx/{_HASH}/merkle-proof"), self.merkle_proof),
+            (re.compile(rf"/tx/{_HASH}/outspend/(\d{{1,10}})"), self.outspend),
+            (re.compile(rf"/tx/{_HASH}/outspends"), self.outspends),
+        ]
+
+    def get(self, path: str) -> tuple[int, str, bytes]:
+        path = path.split("?", 1)[0].rstrip("/") or "/"
+        for pattern, handler in self._routes:
+            m = pattern.fullmatch(path)
+            if m:
+                return handler(*m.groups())
+        m = re.fullmatch(r"/(?:tx|block)/([^/]+)(?:/.*)?", path)
+        if m and not re.fullmatch(_HASH, m.group(1)):
+            raise HttpError(400, "Invalid hex string")
+        raise HttpError(404, "Not Found")
+
+    def post(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+        if path.split("?", 1)[0].rstrip("/") != "/tx":
+            raise HttpError(404, "Not Found")
+        try:
+            raw = bytes.fromhex(body.decode("ascii").strip())
+            parse_tx(raw)
+        except (UnicodeDecodeError, ValueError):
+            raise HttpError(400, 'sendrawtransaction RPC error: {"code":-22,"message":"TX decode failed"}') from None
+        try:
+            return _text(to_display_hex(self.node.submit_tx(raw)))
+        except TxRejected as exc:
+            if exc.reason == "txn-already-in-mempool":
+                return _text(to_display_hex(txid_of(parse_tx(raw))))
+            # electrs passes bitcoind's error through in this form; clients show it verbatim.
+            error = json.dumps({"code": -26, "message": exc.reason}, separators=(",", ":"))
+            raise HttpError(400, f"sendrawtransaction RPC error: {error}") from None
+
+    # --- blocks ---
+
+    def tip_height(self):
+        return _text(str(self.node.tip().height))
+
+    def tip_hash(self):
+        return _text(to_display_hex(self.node.tip().block_hash))
+
+    def _header(self, hash_hex: str):
+        try:
+            return self.view.header(from_display_hex(hash_hex))
+        except BlockNotFound:
+            raise HttpError(404, "Block not found") from None
+
+    def block_header(self, hash_hex):
+        return _text(self._header(hash_hex).serialize().hex())
+
+    def block_raw(self, hash_hex):
+        self._header(hash_hex)
+        try:
+            return 200, BINARY, self.node.block(from_display_hex(hash_hex))
+        except BlockNotFound:
+            raise HttpError(404, "Block not found") from None
+
+    def block_height(self, height):
+        height = int(height)
+        if height < 0 or height > self.node.tip().height:
+            raise HttpError(404, "Block not found")
+        try:
+            return _text(to_display_hex(self.node.block_hash(height)))
+        except BlockNotFound:
+            raise HttpError(404, "Block not found") from None
+
+    # --- transactions ---
+
+    def _raw_tx(self, txid: bytes) -> bytes:
+        try:
+            return self.node.transaction(txid)
+        except TxNotFound:
+            raise HttpError(404, "Transaction not found") from None
+
+    def _status(self, txid: bytes) -> dict:
+        try:
+            status = self.node.tx_status(txid)
+        except TxNotFound:
+            raise HttpError(404, "Transaction not found") from None
+        return esplora_status(status.block_hash, status.height, self.view.block_time(status.block_hash))
+
+    def tx(self, txid_hex):
+        txid = from_display_hex(txid_hex)
+        raw = self._raw_tx(txid)
+        return _json(esplora_tx(raw, Network.REGTEST, self.view.prevouts(raw), self._status(txid)))
+
+    def tx_hex(self, txid_hex):
+        return _text(self._raw_tx(from_display_hex(txid_hex)).hex())
+
+    def tx_raw(self, txid_hex):
+        return 200, BINARY, self._raw_tx(from_display_hex(txid_hex))
+
+    def tx_status(self, txid_hex):
+        return _json(self._status(from_display_hex(txid_hex)))
+
+    def merkle_proof(self, txid_hex):
+        txid = from_display_hex(txid_hex)
+        location = self.node.tx_location(txid)
+        if location is None:
+            raise HttpError(404, "Transaction not found or is unconfirmed")
+        block_hash, height, pos = location
+        _, raw_txs = split_block(self.node.block(block_hash))
+        txids = [txid_of(parse_tx(t)) for t in raw_txs]
+        return _json({"block_height": height,
+                      "merkle": [to_display_hex(h) for h in merkle_branch(txids, pos)], "pos": pos})
+
+    def _spend(self, txid: bytes, vout: int) -> dict:
+        spender = self.node.outspend(txid, vout)
+        if spender is None:
+            return {"spent": False}
+        spending = parse_tx(self.node.transaction(spender))
+        vin = next((i for i, t in enumerate(spending.vin) if t.txid[::-1] == txid and t.vout == vout), None)
+        return {"spent": True, "txid": to_display_hex(spender), "vin": vin, "status": self._status(spender)}
+
+    def outspend(self, txid_hex, vout):
+        txid = from_display_hex(txid_hex)
+        n_out = len(parse_tx(self._raw_tx(txid)).vout)
+        if int(vout) >= n_out:
+            raise HttpError(404, "Output not found")
+        return _json(self._spend(txid, int(vout)))
+
+    def outspends(self, txid_hex):
+        txid = from_display_hex(txid_hex)
+        n_out = len(parse_tx(self._raw_tx(txid)).vout)
+        return _json([self._spend(txid, n) for n in range(n_out)])
