@@ -265,3 +265,13 @@ def test_concurrent_use_from_threads(funded):
     assert errors == []
     node.mine(1)
     assert node.tip().height == 107 and all(node.tx_location(t) for t in results) and len(results) == 2
+
+
+def test_sixty_four_byte_transactions_refused(funded):
+    """A transaction under 65 bytes (without witness) could pose as an inner Merkle node."""
+    node = funded
+    coin = coinbase_coin(node, 1)
+    small = Transaction(2, [TransactionInput(coin[0][::-1], 0)],
+                        [TransactionOutput(coin[2] - FEE, Script(b"\x51\x51\x51\x51"))], 0)
+    assert len(small.serialize()) == 64
+    assert rejected(node, small.serialize()) == "tx-size-small"

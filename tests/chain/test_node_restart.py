@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from milagro_tls.chain.block import Block
 from milagro_tls.chain.embedded import EmbeddedSource
 from milagro_tls.chain.errors import DataDirLocked, NodeError, TxRejected
 from milagro_tls.chain.node import RegtestNode
@@ -146,3 +147,16 @@ def test_embedded_source_over_the_node(tmp_path):
         with pytest.raises(TxRejected) as err:
             source.broadcast(source.transaction(txid))
         assert err.value.reason == "txn-already-known"
+
+
+def test_index_damaged_while_running_is_rebuilt(regtest_node):
+    node = regtest_node
+    node.mine(101, script_pubkey=KEY.script_pubkey)
+    coinbase = Block.parse(node.block(node.block_hash(1))).txs[0]
+    coin = (coinbase.hash(), 0, coinbase.vout[0].value)
+    txid = node.submit_tx(KEY.spend([coin], [(coin[2] - 1_000, OTHER)]))
+    node._store._db.execute("DELETE FROM utxo")        # simulated damage: the UTXO set is gone
+    (block_hash,) = node.mine(1)                        # connecting it finds the coin missing
+    assert node.tip().block_hash == block_hash and node.tx_location(txid)[0] == block_hash
+    assert node.utxo(txid, 0).value == coin[2] - 1_000
+    assert node.utxo(Block.parse(node.block(node.block_hash(2))).txids()[0], 0) is not None

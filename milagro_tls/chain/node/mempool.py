@@ -24,6 +24,7 @@ MAX_MONEY = 21_000_000 * COIN
 COINBASE_MATURITY = 100
 MAX_BLOCK_WEIGHT = 4_000_000
 MAX_TX_WEIGHT = 400_000          # Core's MAX_STANDARD_TX_WEIGHT: keeps every entry minable
+MIN_TX_BASE_SIZE = 65            # Core's MIN_STANDARD_TX_NONWITNESS_SIZE
 LOCKTIME_THRESHOLD = 500_000_000
 SEQUENCE_FINAL = 0xFFFFFFFF
 SEQ_DISABLE = 1 << 31
@@ -133,6 +134,10 @@ class Mempool:
         weight = weight_of(tx, raw)
         if weight > MAX_TX_WEIGHT:
             raise reject("tx-size")
+        if (weight - len(raw)) // 3 < MIN_TX_BASE_SIZE:
+            # Core's policy: a 64-byte transaction can pose as an inner Merkle node, and
+            # anchors are proven with Merkle branches.
+            raise reject("tx-size-small")
         total_out = 0
         for out in tx.vout:
             if out.value >= 1 << 63:

@@ -126,15 +126,23 @@ class RegtestNode:
             self._mempool.rebuild(disconnected + persisted, self, self._store)
 
     def _follow(self) -> None:
-        with self._store.transaction():
-            disconnected, connected = follow_kernel(self._kernel, self._store)
-            if disconnected:
-                # After a reorg anything may have changed (maturity, finality, inputs):
-                # re-check every candidate, the disconnected ones first, as Core does.
+        try:
+            with self._store.transaction():
+                disconnected, connected = follow_kernel(self._kernel, self._store)
+                if disconnected:
+                    # After a reorg anything may have changed (maturity, finality, inputs):
+                    # re-check every candidate, the disconnected ones first, as Core does.
+                    pending = [e.raw for e in self._mempool.entries.values()]
+                    self._mempool.rebuild(disconnected + pending, self, self._store)
+                else:
+                    self._mempool.confirmed([tx for b in connected for tx in b.txs[1:]], self._store)
+        except IndexDiverged:
+            # Rolled back; rebuild the index from the kernel rather than stop following it.
+            with self._store.transaction():
+                self._store.wipe_chain()
+                follow_kernel(self._kernel, self._store)
                 pending = [e.raw for e in self._mempool.entries.values()]
-                self._mempool.rebuild(disconnected + pending, self, self._store)
-            else:
-                self._mempool.confirmed([tx for b in connected for tx in b.txs[1:]], self._store)
+                self._mempool.rebuild(pending, self, self._store)
 
     # ChainView for the mempool (called with the lock held)
     def coin(self, txid: bytes, vout: int) -> Utxo | None:
