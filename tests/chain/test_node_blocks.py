@@ -168,7 +168,14 @@ def test_malformed_and_orphan_blocks_rejected(regtest_node):
     with pytest.raises(BlockRejected):
         node.submit_block(raw[:-1])
     orphan = grind(dataclasses.replace(BlockHeader.parse(raw[:80]), prev_hash=b"\x13" * 32, nonce=0))
-    with pytest.raises(BlockRejected):
+    with pytest.raises(BlockRejected) as err:
         node.submit_block(orphan.serialize() + raw[80:])
+    assert err.value.reason == "prev-blk-not-found"
+    with pytest.raises(BlockRejected) as err:
+        node.submit_block(node.build_block(time=int(time.time()) + 3 * 3600))
+    assert err.value.reason == "time-too-new"
+    with pytest.raises(BlockRejected) as err:          # not after the median time past
+        node.submit_block(node.build_block(time=BlockHeader.parse(node.header(1)).time - 1))
+    assert err.value.reason == "invalid-header"
     assert node.tip() == before
     assert node.submit_block(raw) == "active"
