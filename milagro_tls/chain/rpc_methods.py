@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from .chainview import ChainView
-from .errors import BlockNotFound, TxNotFound, TxRejected
+from .errors import BlockNotFound, NodeError, TxNotFound, TxRejected
 from .hashes import sha256d, to_display_hex
 from .merkleblock_build import build_merkleblock
 from .network import Network
@@ -22,7 +22,7 @@ from .tx import parse_tx, txid_of
 from .rpc_protocol import (
     COIN, RPC_DESERIALIZATION_ERROR, RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND, RPC_MISC_ERROR, RPC_VERIFY_ALREADY_IN_CHAIN, RPC_VERIFY_ERROR, RPC_VERIFY_REJECTED,
-    RpcError, as_amount, as_array, as_bool, as_hash, as_int, as_str, as_verbosity)
+    RpcError, as_amount, as_array, as_bool, as_hash, as_int, as_str, as_verbosity, as_vout)
 from .txjson import btc, core_block, core_header, core_tx, difficulty, script_pubkey_json, split_block, tx_weight
 
 DEFAULT_MAX_FEE_RATE = Decimal("0.10")       # BTC/kvB, Core's sendrawtransaction default
@@ -51,6 +51,17 @@ def rpc(name: str, *params: tuple):
         _METHODS[name] = (fn, params)
         return fn
     return wrap
+
+
+def _node_error(exc: Exception) -> RpcError:
+    """What a method did not translate itself: the node's deliberate refusals, Core's codes where it has one."""
+    if isinstance(exc, BlockNotFound):
+        return RpcError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+    if isinstance(exc, TxNotFound):
+        return RpcError(RPC_INVALID_ADDRESS_OR_KEY, TX_NOT_FOUND)
+    if isinstance(exc, TxRejected):
+        return RpcError(RPC_VERIFY_REJECTED, exc.reason)
+    return RpcError(RPC_MISC_ERROR, str(exc))
 
 
 class RpcMethods:
@@ -90,7 +101,10 @@ class RpcMethods:
                 args.append(default)
             else:
                 args.append(parse(value, pname))
-        return fn(self, *args)
+        try:
+            return fn(self, *args)
+        except (BlockNotFound, TxNotFound, TxRejected, NodeError) as exc:
+            raise _node_error(exc) from None
 
     # --- blockchain ---
 
@@ -188,10 +202,8 @@ class RpcMethods:
                 result["confirmations"] = 0
         return result
 
-    @rpc("gettxout", ("txid", as_hash, ...), ("n", as_int, ...), ("include_mempool", as_bool, True))
+    @rpc("gettxout", ("txid", as_hash, ...), ("n", as_vout, ...), ("include_mempool", as_bool, True))
     def gettxout(self, txid, n, include_mempool):
-        if n < 0:
-            raise RpcError(RPC_INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")
         coin = self.node.utxo(txid, n, include_mempool)
         if coin is None:
             return None
@@ -309,7 +321,7 @@ class RpcMethods:
         for item in outputs:
             if not isinstance(item, dict) or "txid" not in item or "vout" not in item:
                 raise RpcError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid or vout key")
-            txid, vout = as_hash(item["txid"], "txid"), as_int(item["vout"], "vout")
+            txid, vout = as_hash(item["txid"], "txid"), as_vout(item["vout"], "vout")
             entry = {"txid": to_display_hex(txid), "vout": vout}
             spender = self.node.outspend(txid, vout)
             if spender is not None and self.node.tx_status(spender).block_hash is None:
@@ -341,12 +353,9 @@ class RpcMethods:
         script = _script(script_hex)
         if amount <= 0:
             raise RpcError(RPC_INVALID_PARAMETER, "amount_sat must be positive")
-        try:
-            return to_display_hex(self.node.faucet(script, amount))
-        except TxRejected as exc:
-            raise RpcError(RPC_VERIFY_REJECTED, exc.reason) from None
+        return to_display_hex(self.node.faucet(script, amount))
 
-    @rpc("milagro_outspend", ("txid", as_hash, ...), ("vout", as_int, ...))
+    @rpc("milagro_outspend", ("txid", as_hash, ...), ("vout", as_vout, ...))
     def milagro_outspend(self, txid, vout):
         """Non-bitcoind: {"spent": false} or {"spent": true, "txid", "vin", "confirmed"} (chain or mempool)."""
         try:

@@ -39,11 +39,25 @@ def _type_error(value, expected: str) -> RpcError:
 
 
 def as_int(value, name: str) -> int:
+    """A JSON number that is an integer in int64 range (Core's getInt), else RPC_TYPE_ERROR."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise _type_error(value, "number")
-    if value != int(value):
+    try:
+        integral = int(value)
+    except (ValueError, OverflowError):          # NaN, Infinity
+        raise RpcError(RPC_TYPE_ERROR, "JSON integer out of range") from None
+    if value != integral:
         raise RpcError(RPC_TYPE_ERROR, f"{name}: not an integer")
-    return int(value)
+    if not -(1 << 63) <= integral < (1 << 63):
+        raise RpcError(RPC_TYPE_ERROR, "JSON integer out of range")
+    return integral
+
+
+def as_vout(value, name: str) -> int:
+    n = as_int(value, name)
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise RpcError(RPC_INVALID_PARAMETER, "Invalid parameter, vout out of range")
+    return n
 
 
 def as_bool(value, name: str) -> bool:

@@ -284,6 +284,8 @@ def test_gettxout(chain):
     assert coinbase["coinbase"] is True and coinbase["confirmations"] == 93 and coinbase["value"] == 50
     assert rpc("gettxout", to_display_hex(chain["cb1"]), 0) is None   # spent on chain
     assert rpc.error("gettxout", tx_a, -1)[0] == -8
+    assert rpc.error("gettxout", tx_a, 2**32)[0] == -8
+    assert rpc.error("gettxout", tx_a, 10**30) == (-3, "JSON integer out of range")
 
 
 def test_gettxoutproof_parses_and_proves(chain):
@@ -369,6 +371,8 @@ def test_generatetoaddress_and_milagro_methods(fresh):
         {"txid": spent.txid.hex(), "vout": spent.vout, "spendingtxid": txid}]
     assert rpc("milagro_outspend", txid, 0) == {"spent": False}
     assert rpc.error("milagro_outspend", txid, 9)[0] == -8
+    assert rpc.error("milagro_faucet", OTHER.hex(), 10**17)[0] == -1        # the node's refusal, not a crash
+    assert rpc.error("milagro_mine", -1)[0] == -8
 
 
 # --- protocol errors, auth, robustness ---
@@ -405,6 +409,27 @@ def test_protocol_errors_and_auth(chain):
         s.sendall(b"\x16\x03\x01 hello?\r\n\r\n")
         assert b"400" in s.recv(1000)
     assert rpc("getblockcount") == 102                                  # still alive
+
+
+def test_no_input_reaches_an_internal_error(chain):
+    """Odd parameters of every JSON type get Core-style errors (never the catch-all -1 "internal error")."""
+    rpc = chain["rpc"]
+    tip = rpc("getbestblockhash")
+    values = [None, True, -1, 0, 3, 2**40, 10**30, 1.5, "x", "00" * 32, tip, "zz" * 32, [], {}, [tip],
+              {"txid": tip, "vout": 0}, [{"txid": tip, "vout": 0}], [{"txid": tip}], "0100"]
+    rng = random.Random(7)
+    read_only = ["getblockchaininfo", "getblockhash", "getblockheader", "getblock", "getrawtransaction", "gettxout",
+                 "gettxoutproof", "sendrawtransaction", "testmempoolaccept", "getrawmempool",
+                 "gettxspendingprevout", "milagro_outspend"]
+    for method in read_only:
+        for _ in range(40):
+            params = [rng.choice(values) for _ in range(rng.randint(0, 3))]
+            reply = rpc.envelope(method, *params)
+            assert reply["error"] is None or "internal" not in reply["error"]["message"], (method, params, reply)
+    for literal in ("NaN", "Infinity", "-Infinity", "1e400"):
+        reply = rpc.raw('{"id":1,"method":"getblockhash","params":[%s]}' % literal).json()
+        assert reply["error"]["code"] in (-3, -32700), reply
+    assert rpc("getblockcount") == 102
 
 
 def test_cookie_and_server_file(tmp_path):
