@@ -251,3 +251,24 @@ def test_bitcoind_spec_against_our_server(setup):
             open_source(bad)
     with pytest.raises(ValueError, match="regtest://DIR"):
         open_source("esplora+https://blockstream.info/api")
+
+
+def test_side_branch_status_matches_embedded(tmp_path):
+    with ChainServer.open(tmp_path / "side").start() as server:
+        node = server.node
+        node.mine(101, KEY.script_pubkey)
+        coin = coinbase_coin(node, 1)
+        spend = KEY.spend([coin], [(coin[2] - FEE, OTHER)])
+        node.submit_tx(spend)
+        node.mine(1)
+        side = node.build_block([spend], parent=node.block_hash(101), script_pubkey=OTHER)
+        assert node.submit_block(side) == "side"
+        side_hash, txid = sha256d(side[:80]), txid_of(parse_tx(spend))
+        rpc = RpcSource(server.url + "/", cookie_file=server.datadir / ".cookie")
+        s = {"rpc": rpc, "emb": EmbeddedSource(node)}
+        a, b = both(s, lambda src: src.tx_status(txid, side_hash))
+        assert a == b and a.block_hash == side_hash and a.height is None
+        a, b = both(s, lambda src: src.block(side_hash))
+        assert a == b == side
+        assert both(s, lambda src: src.transaction(txid, side_hash)) == [spend, spend]
+        rpc.close()

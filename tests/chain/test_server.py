@@ -530,3 +530,55 @@ def test_esplora_broadcast(fresh):
     assert httpx.post(server.url + "/tx", content=b"\xff\xfe").status_code == 400
     assert httpx.post(server.url + "/nope", content=b"").status_code == 404
     assert httpx.get(server.url + "/blocks/tip/height").text == "101"
+
+
+def test_side_branch_blocks(fresh):
+    """A valid block off the active chain: Core's confirmations -1 / 0 and in_active_chain false."""
+    server, rpc = fresh
+    node = server.node
+    coin = coinbase_coin(node, 1)
+    spend = KEY.spend([coin], [(coin[2] - FEE, OTHER)])
+    node.submit_tx(spend)
+    (active,) = node.mine(1)
+    side = node.build_block([spend], parent=node.block_hash(101), script_pubkey=OTHER)
+    assert node.submit_block(side) == "side"
+    side_hash = to_display_hex(sha256d(side[:80]))
+    header = rpc("getblockheader", side_hash)
+    assert header["confirmations"] == -1 and header["height"] == 102 and "nextblockhash" not in header
+    assert int(header["chainwork"], 16) == int(rpc("getblockheader", to_display_hex(active))["chainwork"], 16)
+    assert rpc("getblock", side_hash, 0) == side.hex()
+    txid = to_display_hex(txid_of(parse_tx(spend)))
+    in_side = rpc("getrawtransaction", txid, True, side_hash)
+    assert in_side["in_active_chain"] is False and in_side["confirmations"] == 0
+    assert rpc("getrawtransaction", txid, True)["blockhash"] == to_display_hex(active)
+    assert httpx.get(f"{server.url}/block/{side_hash}/header").text == side[:80].hex()
+    proof = bytes.fromhex(rpc("gettxoutproof", [txid], side_hash))
+    assert parse_merkleblock(proof)[0].hash == sha256d(side[:80])
+
+
+def test_concurrent_clients(fresh):
+    """Readers on several connections while another client mines: every answer well-formed."""
+    from concurrent.futures import ThreadPoolExecutor
+    server, _ = fresh
+
+    def reader(seed):
+        rpc, rng, seen = Rpc(server), random.Random(seed), 0
+        for _ in range(25):
+            height = rng.randint(0, 101)
+            block_hash = rpc("getblockhash", height)
+            assert rpc("getblockheader", block_hash)["height"] == height
+            assert rpc("getblock", block_hash, 2)["hash"] == block_hash
+            seen = max(seen, rpc("getblockchaininfo")["blocks"])
+            assert rpc.http.get(f"{server.url}/block/{block_hash}/header").status_code == 200
+        return seen
+
+    def miner():
+        rpc = Rpc(server)
+        return [len(rpc("milagro_mine", 1)) for _ in range(10)]
+
+    with ThreadPoolExecutor(8) as pool:
+        readers = [pool.submit(reader, i) for i in range(6)]
+        mined = pool.submit(miner)
+        assert mined.result() == [1] * 10
+        assert all(101 <= r.result() <= 111 for r in readers)
+    assert server.node.tip().height == 111
