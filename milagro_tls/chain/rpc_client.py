@@ -20,11 +20,10 @@ import httpx
 from .errors import BlockNotFound, SourceError, TxNotFound, TxRejected
 from .hashes import sha256d, to_display_hex, from_display_hex
 from .network import Network
+from .rpc_protocol import COIN, RPC_METHOD_NOT_FOUND
 from .source import ChainSource, Tip, TxStatus
 from .tx import parse_tx, txid_of
 
-COIN = 100_000_000
-RPC_METHOD_NOT_FOUND = -32601
 _CHAINS = {"main": Network.MAINNET, "test": Network.TESTNET3, "testnet4": Network.TESTNET4,
            "signet": Network.SIGNET, "regtest": Network.REGTEST}
 _TX_REJECT_CODES = (-22, -25, -26, -27)   # decode failed, verify error, rejected, already in chain

@@ -170,6 +170,8 @@ class RpcMethods:
 
     @rpc("getrawtransaction", ("txid", as_hash, ...), ("verbose", as_verbosity, 0), ("blockhash", as_hash, None))
     def getrawtransaction(self, txid, verbosity, block_hash):
+        """Verbosity 2 adds fee and prevouts wherever the node knows the spent outputs
+        (Core: only for confirmed transactions, from undo data)."""
         result: dict = {}
         try:
             if block_hash is not None:
