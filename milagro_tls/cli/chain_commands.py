@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from ..chain.hashes import to_display_hex
@@ -117,22 +116,3 @@ def _info(args) -> int:
         _print({"chain_dir": str(args.chain_dir), "height": tip.height, "tip": to_display_hex(tip.block_hash),
                 "mempool_size": len(mempool), "server": server, "via": _via(source)})
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Only the chain commands (``python -m milagro_tls.cli.chain_commands chain serve ...``)."""
-    from ..errors import MilagroError
-    parser = argparse.ArgumentParser(prog="milagro")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except MilagroError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
