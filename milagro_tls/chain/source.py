@@ -27,6 +27,16 @@ class TxStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class UnspentOutput:
+    """An output a source says is unspent: **the source's word**, not provable by headers."""
+    txid: bytes                  # wire order
+    vout: int
+    value: int
+    script_pubkey: bytes
+    height: int | None           # None while its transaction is unconfirmed
+
+
+@dataclass(frozen=True, slots=True)
 class Tip:
     height: int
     block_hash: bytes            # wire order
@@ -67,6 +77,18 @@ class ChainSource(abc.ABC):
     @abc.abstractmethod
     def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
         """The txid spending this output, or None if unspent: **the source's word**."""
+
+    def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
+        """Unspent outputs paying ``script_pubkey`` (mempool included): **the source's word**.
+
+        The anchoring wallet uses it to find its coins; nothing is verified with it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list outputs by script")
+
+    def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
+        """Estimated fee rate in sat/vB to confirm within ``target_blocks``, or None when the
+        source has no estimate (regtest, a fresh node): **the source's word**; callers clamp it."""
+        return None
 
     @abc.abstractmethod
     def broadcast(self, raw_tx: bytes) -> bytes:
