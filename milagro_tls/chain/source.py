@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from .errors import SourceError
 from .network import Network
 
 
@@ -83,7 +84,7 @@ class ChainSource(abc.ABC):
 
         The anchoring wallet uses it to find its coins; nothing is verified with it.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot list outputs by script")
+        raise SourceError(f"{type(self).__name__} cannot list outputs by script")
 
     def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
         """Estimated fee rate in sat/vB to confirm within ``target_blocks``, or None when the
