@@ -3,7 +3,8 @@
     ChainError
      ├── SourceError                 a chain source failed (network, protocol, refusal)
      │    ├── TxNotFound             the source does not know the transaction
-     │    └── BlockNotFound          the source does not know the block or height
+     │    ├── BlockNotFound          the source does not know the block or height
+     │    └── SourceBehind           the source's chain is behind ours or has less work
      ├── NodeError                   the embedded regtest node
      │    ├── DataDirLocked          another process owns the chain directory
      │    ├── TxRejected             mempool refused a transaction (reason in .reason)
@@ -44,6 +45,13 @@ class BlockNotFound(SourceError):
     def __init__(self, what: str) -> None:
         self.what = what
         super().__init__(f"block {what} not found")
+
+
+class SourceBehind(SourceError):
+    """The source's tip is not on our best header chain, or is below its tip.
+
+    Such a source is not used for proofs: it may be hiding blocks (a reorg, a revocation).
+    """
 
 
 class NodeError(ChainError):

@@ -209,7 +209,7 @@ class HeaderChain:
             raise HeaderRejected("bad-prevblk", header.hash_hex)
         height = parent.height + 1
         try:
-            header.check_proof_of_work(self.rules.pow_limit_bits)
+            header.check_proof_of_work(self.rules.pow_limit_bits, block_hash)
         except HeaderRejected as exc:
             raise HeaderRejected(exc.rule, header.hash_hex, height) from None
         if header.bits != self.rules.expected_bits(self._view, height, header):

@@ -17,9 +17,10 @@ from ..identity.locator import Locator, LocatorKind
 from ..identity.marker import MarkerType, find_markers
 from .block import commitment_for, witness_commitment, witness_reserved_value
 from .errors import (AnchorNotFound, AnchorTooShallow, AnchorUnconfirmed, BadSignature,
-                     DigestMismatch, MalformedAnchor, ProofMismatch, UnknownBlock, WrongKey)
+                     DigestMismatch, MalformedAnchor, ProofMismatch, SourceBehind, UnknownBlock, WrongKey)
 from .hashes import to_display_hex
 from .header import BlockHeader
+from .network import Network
 from .merkle import root_from_branch
 from .proof import AnchorProof, fetch_anchor_proof
 from .sighash import SIGHASH_ALL, p2wpkh_script, p2wpkh_sighash
@@ -29,6 +30,10 @@ from .tx import is_coinbase, parse_tx, txid_of, wtxid_of
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_CONFIRMATIONS = 6
+#: Signet blocks are authorized by a signature in the coinbase (BIP325) that headers alone cannot
+#: show; this package runs signet as a trusted-source network and says so on every verification.
+SIGNET_WARNING = ("signet: the block signature (BIP325 challenge) is not checked; whoever serves "
+                  "the headers is trusted to serve the real signet")
 
 
 class VerifiedHeaders(Protocol):
@@ -50,6 +55,7 @@ class PeerIdentity:
     confirmations: int
     block_hash: bytes
     seal: tuple[bytes, int]     # (txid wire order, vout): spending it revokes the identity
+    warnings: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -82,9 +88,13 @@ def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: Anchor
         raise MalformedAnchor("anchor has no seal output to the identity key")
     log.debug("anchor %s:%d verified at height %d (%d confirmations)",
               locator.txid_hex, locator.input_index, height, confirmations)
+    warnings = ()
+    if locator.network == Network.SIGNET:
+        log.warning("%s (anchor %s)", SIGNET_WARNING, locator.txid_hex)
+        warnings = (SIGNET_WARNING,)
     return PeerIdentity(certificate=certificate, locator=locator, nonce_point=nonce_point,
                         height=height, confirmations=confirmations, block_hash=locator.block_hash,
-                        seal=(locator.txid, seal_vout))
+                        seal=(locator.txid, seal_vout), warnings=warnings)
 
 
 def _check_block(locator: Locator, proof: AnchorProof, headers: VerifiedHeaders,
@@ -178,8 +188,13 @@ def _check_signature(locator: Locator, tx, proof: AnchorProof, certificate: Birt
 
 def resolve_anchor(locator: Locator, certificate: BirthCertificate, source: ChainSource, headers, *,
                    min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> tuple[PeerIdentity, AnchorProof]:
-    """Sync headers from ``source``, fetch the proof, and verify it against those headers."""
+    """Sync headers from ``source``, fetch the proof, and verify it against those headers.
+
+    The proof is checked against ``headers`` only; the source is used only while its tip is
+    our best tip (a source that is behind, or on a branch with less work, may hide blocks).
+    """
     headers.sync_from(source)
+    require_current_source(source, headers)
     height = headers.height_of(locator.block_hash)
     if height is None:
         if headers.header_by_hash(locator.block_hash) is None:
@@ -187,3 +202,16 @@ def resolve_anchor(locator: Locator, certificate: BirthCertificate, source: Chai
         raise AnchorUnconfirmed(f"block {to_display_hex(locator.block_hash)} is no longer on the best chain")
     proof = fetch_anchor_proof(source, locator.txid, locator.block_hash, height)
     return verify_anchor(locator, certificate, proof, headers, min_confirmations=min_confirmations), proof
+
+
+def require_current_source(source: ChainSource, headers) -> None:
+    """Raise SourceBehind unless the source's tip is our header chain's best tip."""
+    tip = source.tip()
+    our_height, our_hash = headers.tip()
+    if tip.block_hash == our_hash:
+        return
+    if headers.height_of(tip.block_hash) is not None:
+        raise SourceBehind(f"source tip {to_display_hex(tip.block_hash)} (height {tip.height}) is behind "
+                           f"our best header chain (height {our_height}); not used for proofs")
+    raise SourceBehind(f"source tip {to_display_hex(tip.block_hash)} is not on our best header chain "
+                       f"(its branch has less work, or it moved while we synced); not used for proofs")

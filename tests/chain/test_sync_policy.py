@@ -1,0 +1,101 @@
+"""The header chain is the only authority: sources that lag or sit on a weaker branch are not used,
+and a reorg under a connected verifier is followed both ways."""
+from __future__ import annotations
+
+import pytest
+
+from milagro_tls.chain.block import Block
+from milagro_tls.chain.embedded import EmbeddedSource
+from milagro_tls.chain.errors import AnchorTooShallow, AnchorUnconfirmed, BlockNotFound, SourceBehind
+from milagro_tls.chain.header import BlockHeader
+from milagro_tls.chain.headerchain import HeaderChain
+from milagro_tls.chain.network import Network
+from milagro_tls.chain.source import ChainSource, Tip
+from milagro_tls.chain.verify import resolve_anchor
+from milagro_tls.identity.party import Party
+
+
+class LaggingSource(ChainSource):
+    """A source that hides its newest ``hidden`` blocks, as a stale or withholding server would."""
+
+    def __init__(self, inner: ChainSource, hidden: int) -> None:
+        self.inner, self.hidden, self.network = inner, hidden, inner.network
+
+    def tip(self):
+        height = self.inner.tip().height - self.hidden
+        return Tip(height, BlockHeader.parse(self.inner.header(height)).hash)
+
+    def header(self, height):
+        if height > self.tip().height:
+            raise BlockNotFound(str(height))
+        return self.inner.header(height)
+
+    def block(self, block_hash):
+        return self.inner.block(block_hash)
+
+    def transaction(self, txid, block_hash=None):
+        return self.inner.transaction(txid, block_hash)
+
+    def tx_status(self, txid, block_hash=None):
+        return self.inner.tx_status(txid, block_hash)
+
+    def outspend_unverified(self, txid, vout):
+        return self.inner.outspend_unverified(txid, vout)
+
+    def broadcast(self, raw_tx):
+        return self.inner.broadcast(raw_tx)
+
+
+@pytest.fixture
+def anchored(tmp_path):
+    source = EmbeddedSource.open(tmp_path / "chain")
+    source.mine(110)
+    party = Party.create(tmp_path / "home", source, role="service", name="sync.example")
+    yield source, party
+    source.close()
+
+
+def test_source_behind_our_header_chain_is_not_used_for_proofs(anchored):
+    source, party = anchored
+    headers = HeaderChain(":memory:", Network.REGTEST)
+    resolve_anchor(party.locator, party.certificate, source, headers)      # our chain is now at the tip
+    with pytest.raises(SourceBehind, match="behind"):
+        resolve_anchor(party.locator, party.certificate, LaggingSource(source, hidden=2), headers)
+
+
+def test_source_on_a_branch_with_less_work_is_not_used_for_proofs(anchored, tmp_path):
+    source, party = anchored
+    headers = HeaderChain(":memory:", Network.REGTEST)
+    resolve_anchor(party.locator, party.certificate, source, headers)
+    with EmbeddedSource.open(tmp_path / "weaker") as weaker:   # same genesis, fewer blocks, other branch
+        weaker.mine(20)
+        with pytest.raises(SourceBehind, match="not on our best header chain"):
+            resolve_anchor(party.locator, party.certificate, weaker, headers)
+    assert headers.tip()[1] == source.tip().block_hash          # the weaker branch did not move our tip
+
+
+def test_reorg_under_a_connected_verifier_refuses_then_accepts_when_deep_again(tmp_path):
+    with EmbeddedSource.open(tmp_path / "chain") as source:
+        source.mine(110)
+        party = Party.create(tmp_path / "home", source, role="service", name="reorg.example", confirm_blocks=6)
+        headers = HeaderChain(":memory:", Network.REGTEST)
+        assert resolve_anchor(party.locator, party.certificate, source, headers)[0].confirmations == 6
+
+        node = source.node
+        parent = BlockHeader.parse(node.header_by_hash(party.locator.block_hash)).prev_hash
+        for _ in range(7):          # a heavier branch that leaves the anchor out
+            raw = node.build_block([], parent=parent)
+            node.submit_block(raw)
+            parent = Block.parse(raw).hash
+        with pytest.raises(AnchorUnconfirmed):
+            resolve_anchor(party.locator, party.certificate, source, headers)
+
+        source.mine(1)              # the anchor returns from the mempool into a new block
+        party.confirm(source)
+        with pytest.raises(AnchorTooShallow):
+            resolve_anchor(party.locator, party.certificate, source, headers)
+        source.mine(5)
+        identity, _ = resolve_anchor(party.locator, party.certificate, source, headers)
+        assert identity.confirmations == 6
+        assert identity.nonce_point == party.nonce_key().public_key.format()
+
