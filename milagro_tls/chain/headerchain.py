@@ -408,3 +408,20 @@ def _work_bytes(chainwork: int) -> bytes:
 def _entry_from_row(row) -> _Entry:
     block_hash, height, chainwork, raw = row
     return _Entry(raw, BlockHeader.parse(raw), block_hash, height, int.from_bytes(chainwork, "big"), None)
+
+
+def default_header_path(network: Network) -> str:
+    """Where a network's verified headers persist between runs.
+
+    ``$MILAGRO_HEADERS_DIR`` or ``$XDG_CACHE_HOME/milagro-tls`` (``~/.cache/milagro-tls``), one
+    SQLite file per network. Regtest chains are local and differ between data directories
+    that share one genesis, so they are kept in memory and synced from their node each time.
+    """
+    import os
+    from pathlib import Path
+    if network == Network.REGTEST:
+        return ":memory:"
+    base = os.environ.get("MILAGRO_HEADERS_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "milagro-tls")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    return os.path.join(base, f"headers-{network.label}.sqlite")

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_dir(info)
     info.set_defaults(func=_info)
 
+    from .headers_commands import add_to
+    add_to(chain)
+
 
 def _print(obj) -> None:
     print(json.dumps(obj), flush=True)

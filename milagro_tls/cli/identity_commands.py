@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..chain.errors import ChainError, VerificationError
-from ..chain.headerchain import HeaderChain
+from ..chain.headerchain import HeaderChain, default_header_path
 from ..chain.spec import open_source
 from ..chain.verify import DEFAULT_MIN_CONFIRMATIONS, resolve_anchor
 from ..errors import MalformedInput
@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--locator", required=True, help="a JSON file, or the JSON itself")
     verify.add_argument("--cert", required=True, type=Path, help="the canonical birth certificate file")
     verify.add_argument("--min-conf", type=int, default=DEFAULT_MIN_CONFIRMATIONS)
-    verify.add_argument("--headers", default=":memory:", help="header chain SQLite file (default: in memory)")
+    verify.add_argument("--headers", default=None,
+                        help="header chain SQLite file (default: one per network in ~/.cache/milagro-tls; "
+                             "regtest in memory)")
     verify.set_defaults(func=_verify)
 
 
@@ -78,7 +80,7 @@ def _verify(args) -> int:
         locator = _read_locator(args.locator)
         certificate = BirthCertificate.parse(args.cert.read_bytes())
         with open_source(args.chain) as source:
-            headers = HeaderChain(args.headers, source.network)
+            headers = HeaderChain(args.headers or default_header_path(source.network), source.network)
             identity, _ = resolve_anchor(locator, certificate, source, headers,
                                          min_confirmations=args.min_conf)
     except (VerificationError, ChainError, MalformedInput, OSError) as exc:
