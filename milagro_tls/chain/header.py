@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import functools
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import HeaderRejected
 from .hashes import sha256d, to_display_hex
 
 HEADER_SIZE = 80
+_HEADER = struct.Struct("<i32s32sIII")
 
 
 @functools.lru_cache(maxsize=4096)  # a chain uses few distinct nBits; headers sync at 50k/s
@@ -52,8 +53,9 @@ def work_from_bits(bits: int) -> int:
     return (1 << 256) // (target + 1)
 
 
-@dataclass(frozen=True, slots=True)
-class BlockHeader:
+class BlockHeader(NamedTuple):
+    """An immutable header. A NamedTuple rather than a frozen dataclass: header sync builds
+    one per header, and a frozen dataclass's __init__ costs ten times the struct unpack."""
     version: int
     prev_hash: bytes       # wire order
     merkle_root: bytes     # wire order
@@ -65,12 +67,10 @@ class BlockHeader:
     def parse(cls, raw: bytes) -> "BlockHeader":
         if len(raw) != HEADER_SIZE:
             raise ValueError(f"a block header is {HEADER_SIZE} bytes, got {len(raw)}")
-        version, prev, root, time, bits, nonce = struct.unpack("<i32s32sIII", raw)
-        return cls(version, prev, root, time, bits, nonce)
+        return cls._make(_HEADER.unpack(raw))
 
     def serialize(self) -> bytes:
-        return struct.pack("<i32s32sIII", self.version, self.prev_hash, self.merkle_root,
-                           self.time, self.bits, self.nonce)
+        return _HEADER.pack(*self)
 
     @property
     def hash(self) -> bytes:

@@ -1,7 +1,6 @@
 """Blocks through the embedded node: Bitcoin Core's kernel accepts valid ones and refuses bad ones."""
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -127,7 +126,7 @@ def test_bad_merkle_root_rejected(regtest_node):
     assert txid in block.txids()
     # Tamper the header's Merkle root and grind a valid proof of work for it, so
     # only the root is wrong.
-    header = grind(dataclasses.replace(block.header, merkle_root=bytes(32 * [0x42]), nonce=0))
+    header = grind(block.header._replace(merkle_root=bytes(32 * [0x42]), nonce=0))
     bad = header.serialize() + good[80:]
     with pytest.raises(BlockRejected) as err:
         node.submit_block(bad)
@@ -167,7 +166,7 @@ def test_malformed_and_orphan_blocks_rejected(regtest_node):
     raw = node.build_block()
     with pytest.raises(BlockRejected):
         node.submit_block(raw[:-1])
-    orphan = grind(dataclasses.replace(BlockHeader.parse(raw[:80]), prev_hash=b"\x13" * 32, nonce=0))
+    orphan = grind(BlockHeader.parse(raw[:80])._replace(prev_hash=b"\x13" * 32, nonce=0))
     with pytest.raises(BlockRejected) as err:
         node.submit_block(orphan.serialize() + raw[80:])
     assert err.value.reason == "prev-blk-not-found"
