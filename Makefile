@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m pytest -q benchmarks $(PYTEST_ARGS)
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
