@@ -11,11 +11,10 @@ from ..errors import MalformedInput
 from .errors import ProofMismatch
 from .hashes import sha256d, to_display_hex
 from .header import HEADER_SIZE, BlockHeader
+from .reader import ByteReader
 
 #: Core: MAX_BLOCK_WEIGHT / MIN_TRANSACTION_WEIGHT (4,000,000 / (4 * 60)); no block holds more.
 MAX_TRANSACTIONS = 4_000_000 // 240
-#: Core's MAX_SIZE (serialize.h): the largest CompactSize a deserializer accepts.
-MAX_COMPACT_SIZE = 0x02000000
 
 
 def parse_merkleblock(raw: bytes) -> tuple[BlockHeader, int, list[tuple[bytes, int]]]:
@@ -24,7 +23,7 @@ def parse_merkleblock(raw: bytes) -> tuple[BlockHeader, int, list[tuple[bytes, i
     Txids are in wire order. Raises MalformedInput for bytes that do not parse and
     ProofMismatch for a tree Core would reject or whose root is not the header's.
     """
-    reader = _Reader(raw)
+    reader = ByteReader(raw, "merkleblock")
     header = BlockHeader.parse(reader.take(HEADER_SIZE))
     total = int.from_bytes(reader.take(4), "little")
     hashes = [reader.take(32) for _ in range(reader.compact_size(limit=len(raw) // 32))]
@@ -101,32 +100,3 @@ class _Traversal:
             right = left      # the last node of an odd level pairs with itself
         return sha256d(left + right)
 
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise MalformedInput("merkleblock is truncated")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def remaining(self) -> int:
-        return len(self.data) - self.pos
-
-    def compact_size(self, limit: int) -> int:
-        """Core's ReadCompactSize: shortest encoding only, at most MAX_SIZE (and ``limit``)."""
-        first = self.take(1)[0]
-        if first < 0xFD:
-            value, smallest = first, 0
-        else:
-            width = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
-            value = int.from_bytes(self.take(width), "little")
-            smallest = {2: 0xFD, 4: 0x10000, 8: 0x100000000}[width]
-        if value < smallest:
-            raise MalformedInput("non-canonical CompactSize")
-        if value > min(MAX_COMPACT_SIZE, limit):
-            raise MalformedInput(f"CompactSize {value} exceeds what the message can hold")
-        return value

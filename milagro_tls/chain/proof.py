@@ -27,6 +27,7 @@ from ..errors import MalformedInput
 from .block import Block
 from .header import HEADER_SIZE
 from .merkle import merkle_branch
+from .reader import ByteReader
 from .source import ChainSource
 from .tx import parse_tx, txid_of
 from .errors import AnchorNotFound
@@ -74,57 +75,26 @@ class AnchorProof:
     def decode(cls, raw: bytes, max_size: int = MAX_PROOF_SIZE) -> "AnchorProof":
         if len(raw) > max_size:
             raise MalformedInput(f"anchor proof of {len(raw)} bytes exceeds {max_size}")
-        reader = _Reader(raw)
-        if reader.u8() != VERSION:
+        reader = ByteReader(raw, "anchor proof")
+        if reader.uint(1) != VERSION:
             raise MalformedInput("unsupported anchor proof version")
-        height = reader.u32()
+        height = reader.uint(4)
         header = reader.take(HEADER_SIZE)
-        tx_index = reader.u32()
-        depth = reader.u8()
+        tx_index = reader.uint(4)
+        depth = reader.uint(1)
         if depth > MAX_DEPTH:
             raise MalformedInput("Merkle depth out of range")
         branches = [tuple(reader.take(32) for _ in range(depth)) for _ in range(3)]
-        tx = reader.take(reader.u24())
-        coinbase = reader.take(reader.u24())
+        tx = reader.take(reader.uint(3))
+        coinbase = reader.take(reader.uint(3))
         spent = []
-        for _ in range(reader.u16()):
-            value = reader.u64()
-            spent.append(SpentOutput(value, reader.take(reader.u16())))
+        for _ in range(reader.uint(2)):
+            value = reader.uint(8)
+            spent.append(SpentOutput(value, reader.take(reader.uint(2))))
         reader.finish()
         return cls(height=height, header=header, tx_index=tx_index, txid_branch=branches[0],
                    coinbase_branch=branches[1], wtxid_branch=branches[2], tx=tx, coinbase=coinbase,
                    spent_outputs=tuple(spent))
-
-
-class _Reader:
-    def __init__(self, raw: bytes) -> None:
-        self._raw, self._pos = raw, 0
-
-    def take(self, n: int) -> bytes:
-        if self._pos + n > len(self._raw):
-            raise MalformedInput("anchor proof truncated")
-        out = self._raw[self._pos:self._pos + n]
-        self._pos += n
-        return out
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def u24(self) -> int:
-        return int.from_bytes(self.take(3), "big")
-
-    def u32(self) -> int:
-        return int.from_bytes(self.take(4), "big")
-
-    def u64(self) -> int:
-        return int.from_bytes(self.take(8), "big")
-
-    def finish(self) -> None:
-        if self._pos != len(self._raw):
-            raise MalformedInput("trailing bytes after anchor proof")
 
 
 def build_anchor_proof(block: Block, height: int, txid: bytes, spent_outputs: list[SpentOutput]) -> AnchorProof:
