@@ -1,6 +1,7 @@
 """Building the single anchor and its funding, as pure functions over UTXOs.
 
-    funding tx   fee key's coins  →  [identity P2WPKH (seal + fee + change), fee-key change]
+    fee-key spend  fee key's coins  →  [payments..., fee-key change]   (the anchoring wallet)
+    funding tx     a fee-key spend paying the identity P2WPKH (seal + fee + change)
     anchor tx    identity UTXO    →  [OP_RETURN marker 0x01 ‖ SHA256(cert),
                                       seal: P2WPKH to the identity key,
                                       change: P2WPKH to the fee key]
@@ -19,7 +20,7 @@ from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from ..chain.hashes import to_display_hex
 from ..chain.sighash import SIGHASH_ALL, p2wpkh_sighash
-from ..chain.tx import txid_of
+from ..chain.tx import parse_tx, txid_of
 from ..errors import IdentityError
 from .keys import FeeKey, IdentityKey
 from .marker import Marker, MarkerType
@@ -51,9 +52,24 @@ class BuiltTx:
     def txid_hex(self) -> str:
         return to_display_hex(self.txid)
 
+    @property
+    def vsize(self) -> int:
+        """BIP141 virtual size of the serialized transaction (what fee rates divide by)."""
+        return vsize_of(self.raw)
+
+
+def vsize_of(raw: bytes) -> int:
+    tx = parse_tx(raw)
+    if not tx.is_segwit:
+        return len(raw)
+    base = len(raw) - 2 - sum(len(i.witness.serialize()) for i in tx.vin)   # minus marker and flag
+    return math.ceil((3 * base + len(raw)) / 4)
+
 
 def _fee(vbytes: float, fee_rate: float) -> int:
-    return math.ceil(vbytes * fee_rate)
+    # Rates are per whole vbyte of vsize = ceil(weight / 4) (BIP141): round the size bound up
+    # first, or a 140.75 vB bound at 20 sat/vB pays 2,815 sat for a 141 vB transaction.
+    return math.ceil(math.ceil(vbytes) * fee_rate)
 
 
 def _input(coin: Coin) -> TransactionInput:
@@ -65,25 +81,53 @@ def _finish(tx: Transaction) -> BuiltTx:
     return BuiltTx(tx.serialize(), txid_of(tx))
 
 
-def build_funding_tx(fee_key: FeeKey, coins: list[Coin], identity: IdentityKey, amount: int,
-                     fee_rate: float = 1.0) -> BuiltTx:
-    """Pay ``amount`` from the fee key's coins to the identity key's P2WPKH."""
+def fee_key_spend_vbytes(n_inputs: int, payment_scripts: list[bytes]) -> float:
+    """Upper bound on the vsize of a fee-key spend with change (72-byte signatures)."""
+    outputs = sum(8 + 1 + len(s) for s in payment_scripts) + _P2WPKH_OUT_VB
+    return _OVERHEAD_VB + _INPUT_VB * n_inputs + outputs
+
+
+def fee_key_spend_fee(n_inputs: int, payment_scripts: list[bytes], fee_rate: float) -> int:
+    return _fee(fee_key_spend_vbytes(n_inputs, payment_scripts), fee_rate)
+
+
+def build_fee_key_spend(fee_key: FeeKey, coins: list[Coin], payments: list[tuple[int, bytes]],
+                        fee: int) -> BuiltTx:
+    """Spend the fee key's ``coins`` to ``payments`` (value, scriptPubKey) paying exactly ``fee``
+    (more only when change would be dust); the rest goes back to the fee key as the last output.
+
+    Callers size ``fee`` with :func:`fee_key_spend_fee` or, for a CPFP child, from the package.
+    """
     own = fee_key.p2wpkh_script
+    if not coins:
+        raise IdentityError("a fee-key spend needs at least one coin")
     if any(c.script_pubkey != own for c in coins):
         raise IdentityError("funding coins must belong to the fee key")
+    if fee < 0 or any(value < 0 for value, _ in payments):
+        raise IdentityError("fee and payments must not be negative")
     total = sum(c.value for c in coins)
-    fee = _fee(_OVERHEAD_VB + _INPUT_VB * len(coins) + 2 * _P2WPKH_OUT_VB, fee_rate)
-    change = total - amount - fee
+    paid = sum(value for value, _ in payments)
+    change = total - paid - fee
     if change < 0:
-        raise IdentityError(f"fee key holds {total} sat, {amount + fee} needed")
-    outputs = [TransactionOutput(amount, Script(identity.p2wpkh_script))]
+        raise IdentityError(f"fee key holds {total} sat, {paid + fee} needed")
+    outputs = [TransactionOutput(value, Script(script)) for value, script in payments]
     if change >= DUST:
+        # Dust change would not relay; below DUST it goes to the fee instead.
         outputs.append(TransactionOutput(change, Script(own)))
+    if not outputs:
+        raise IdentityError(f"{total} sat of coins leave no output above dust after a {fee} sat fee")
     tx = Transaction(version=2, vin=[_input(c) for c in coins], vout=outputs, locktime=0)
     for index, coin in enumerate(coins):
         sighash = p2wpkh_sighash(tx, index, fee_key.public_key, coin.value)
         tx.vin[index].witness = Witness([fee_key.sign_input(sighash) + bytes([SIGHASH_ALL]), fee_key.public_key])
     return _finish(tx)
+
+
+def build_funding_tx(fee_key: FeeKey, coins: list[Coin], identity: IdentityKey, amount: int,
+                     fee_rate: float = 1.0) -> BuiltTx:
+    """Pay ``amount`` from the fee key's coins to the identity key's P2WPKH (output 0)."""
+    fee = fee_key_spend_fee(len(coins), [identity.p2wpkh_script], fee_rate)
+    return build_fee_key_spend(fee_key, coins, [(amount, identity.p2wpkh_script)], fee)
 
 
 def anchor_funding_amount(fee_rate: float = 1.0) -> int:
