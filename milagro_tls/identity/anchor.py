@@ -2,9 +2,9 @@
 
     fee-key spend  fee key's coins  →  [payments..., fee-key change]   (the anchoring wallet)
     funding tx     a fee-key spend paying the identity P2WPKH (seal + fee + change)
-    anchor tx    identity UTXO    →  [OP_RETURN marker 0x01 ‖ SHA256(cert),
-                                      seal: P2WPKH to the identity key,
-                                      change: P2WPKH to the fee key]
+    anchor tx      identity UTXO    →  [OP_RETURN marker 0x01 ‖ SHA256(cert),
+                                        seal: P2WPKH to the identity key,
+                                        change: P2WPKH to the fee key (CPFP can spend it)]
 
 The anchor spends a UTXO locked to the party's own P2WPKH key, so its input
 signature is the party's ECDSA signature whose nonce becomes its key-agreement key.
