@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .network import Network
 from .node import RegtestNode
-from .source import ChainSource, Tip, TxStatus
+from .source import ChainSource, Tip, TxStatus, UnspentOutput
 
 
 class EmbeddedSource(ChainSource):
@@ -37,6 +37,13 @@ class EmbeddedSource(ChainSource):
 
     def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
         return self.node.outspend(txid, vout)
+
+    def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
+        return [UnspentOutput(txid, vout, coin.value, coin.script_pubkey, coin.height)
+                for txid, vout, coin in self.node.utxos_by_script(script_pubkey, include_mempool=True)]
+
+    def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
+        return None          # regtest has no fee market to estimate from
 
     def broadcast(self, raw_tx: bytes) -> bytes:
         return self.node.submit_tx(raw_tx)

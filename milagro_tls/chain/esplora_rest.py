@@ -2,20 +2,27 @@
 
 Paths, bodies and status codes as Blockstream's electrs serves them: plain-text
 hashes and heights, JSON transactions, 404 with a short text for what it does not
-know, 400 for malformed input. Hashes in paths and bodies are in display order.
+know, 400 for malformed input. Hashes in paths and bodies are in display order;
+a script hash (``/scripthash/:hash``) is SHA256(scriptPubKey) in plain byte order,
+as electrs computes it (the Electrum protocol's reversed form is not used here).
+
+``/fee-estimates`` is ``{}``: electrs leaves out every target bitcoind has no
+estimate for, and a regtest node has none.
 """
 from __future__ import annotations
 
 import json
 import re
+import threading
 
 from .chainview import ChainView
 from .errors import BlockNotFound, TxNotFound, TxRejected
-from .hashes import from_display_hex, to_display_hex
+from .hashes import from_display_hex, sha256, to_display_hex
+from .header import BlockHeader
 from .merkle import merkle_branch
 from .network import Network
 from .tx import parse_tx, txid_of
-from .txjson import esplora_status, esplora_tx, split_block
+from .txjson import difficulty, esplora_status, esplora_tx, split_block, tx_weight
 
 _HASH = r"([0-9a-fA-F]{64})"
 TEXT, JSON, BINARY = "text/plain", "application/json", "application/octet-stream"
@@ -36,15 +43,61 @@ def _text(text: str) -> tuple[int, str, bytes]:
     return 200, TEXT, text.encode()
 
 
+#: electrs' BLOCK_LIMIT: blocks per /blocks page.
+BLOCKS_PER_PAGE = 10
+
+
+class ScriptIndex:
+    """SHA256(scriptPubKey) -> scriptPubKey for every output the node has shown us.
+
+    The node indexes outputs by script; Esplora's clients ask by the script's hash. A hash
+    names the same script forever, so entries never go stale: after a reorg only the
+    blocks not seen yet are read, and entries from blocks that left the chain just find
+    no coins.
+    """
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self._lock = threading.Lock()
+        self._scripts: dict[bytes, bytes] = {}
+        self._scanned: dict[int, bytes] = {}      # height -> hash of the block read there
+        self._mempool_seen: set[bytes] = set()
+
+    def _add(self, raw_tx: bytes) -> None:
+        for out in parse_tx(raw_tx).vout:
+            self._scripts.setdefault(sha256(out.script_pubkey.data), out.script_pubkey.data)
+
+    def script(self, script_hash: bytes) -> bytes | None:
+        with self._lock:
+            height = self.node.tip().height
+            while height >= 0 and self._scanned.get(height) != (block_hash := self.node.block_hash(height)):
+                for raw in split_block(self.node.block(block_hash))[1]:
+                    self._add(raw)
+                self._scanned[height] = block_hash
+                height -= 1
+            for txid in self.node.mempool_txids():
+                if txid not in self._mempool_seen:
+                    try:
+                        self._add(self.node.transaction(txid))
+                    except TxNotFound:          # mined or evicted meanwhile: its block comes next time
+                        continue
+                    self._mempool_seen.add(txid)
+            return self._scripts.get(script_hash)
+
+
 class EsploraRest:
     def __init__(self, view: ChainView) -> None:
         self.view = view
         self.node = view.node
+        self.scripts = ScriptIndex(self.node)
         self._routes = [
             (re.compile(r"/blocks/tip/height"), self.tip_height),
             (re.compile(r"/blocks/tip/hash"), self.tip_hash),
+            (re.compile(r"/blocks(?:/(\d{1,10}))?"), self.blocks),
             (re.compile(rf"/block/{_HASH}/header"), self.block_header),
             (re.compile(rf"/block/{_HASH}/raw"), self.block_raw),
+            (re.compile(rf"/block/{_HASH}/status"), self.block_status),
+            (re.compile(rf"/block/{_HASH}/txids"), self.block_txids),
             (re.compile(r"/block-height/(-?\d{1,12})"), self.block_height),
             (re.compile(rf"/tx/{_HASH}"), self.tx),
             (re.compile(rf"/tx/{_HASH}/hex"), self.tx_hex),
@@ -53,6 +106,8 @@ class EsploraRest:
             (re.compile(rf"/tx/{_HASH}/merkle-proof"), self.merkle_proof),
             (re.compile(rf"/tx/{_HASH}/outspend/(\d{{1,10}})"), self.outspend),
             (re.compile(rf"/tx/{_HASH}/outspends"), self.outspends),
+            (re.compile(rf"/scripthash/{_HASH}/utxo"), self.scripthash_utxo),
+            (re.compile(r"/fee-estimates"), self.fee_estimates),
         ]
 
     def get(self, path: str) -> tuple[int, str, bytes]:
@@ -61,7 +116,7 @@ class EsploraRest:
             m = pattern.fullmatch(path)
             if m:
                 return handler(*m.groups())
-        m = re.fullmatch(r"/(?:tx|block)/([^/]+)(?:/.*)?", path)
+        m = re.fullmatch(r"/(?:tx|block|scripthash)/([^/]+)(?:/.*)?", path)
         if m and not re.fullmatch(_HASH, m.group(1)):
             raise HttpError(400, "Invalid hex string")
         raise HttpError(404, "Not Found")
@@ -106,6 +161,51 @@ class EsploraRest:
             return 200, BINARY, self.node.block(from_display_hex(hash_hex))
         except BlockNotFound:
             raise HttpError(404, "Block not found") from None
+
+    def _block_value(self, block_hash: bytes) -> dict:
+        """electrs' BlockValue (one /blocks entry)."""
+        raw = self.node.block(block_hash)
+        header_bytes, raw_txs = split_block(raw)
+        header = BlockHeader.parse(header_bytes)
+        weight = 4 * (len(raw) - sum(len(t) for t in raw_txs)) + sum(tx_weight(t, parse_tx(t)) for t in raw_txs)
+        return {"id": to_display_hex(block_hash), "height": self.view.height(block_hash)[0],
+                "version": header.version, "timestamp": header.time, "tx_count": len(raw_txs), "size": len(raw),
+                "weight": weight, "merkle_root": to_display_hex(header.merkle_root),
+                "previousblockhash": to_display_hex(header.prev_hash) if any(header.prev_hash) else None,
+                "mediantime": self.view.mediantime(block_hash), "nonce": header.nonce, "bits": header.bits,
+                "difficulty": difficulty(header.bits)}
+
+    def blocks(self, start=None):
+        """Up to BLOCKS_PER_PAGE blocks of the best chain, from ``start`` (default: the tip) down."""
+        tip = self.node.tip().height
+        start = tip if start is None else int(start)
+        if start > tip:
+            raise HttpError(404, "Block not found")
+        try:
+            return _json([self._block_value(self.node.block_hash(h))
+                          for h in range(start, max(start - BLOCKS_PER_PAGE, -1), -1)])
+        except BlockNotFound:          # the chain got shorter while we read
+            raise HttpError(404, "Block not found") from None
+
+    def block_status(self, hash_hex):
+        block_hash = from_display_hex(hash_hex)
+        self._header(hash_hex)
+        height = self.node.height_of(block_hash)
+        if height is None:
+            return _json({"in_best_chain": False})
+        status = {"in_best_chain": True, "height": height}
+        following = self.view.next_hash(height, True, self.node.tip().height)
+        if following is not None:
+            status["next_best"] = to_display_hex(following)
+        return _json(status)
+
+    def block_txids(self, hash_hex):
+        self._header(hash_hex)
+        try:
+            _, raw_txs = split_block(self.node.block(from_display_hex(hash_hex)))
+        except BlockNotFound:
+            raise HttpError(404, "Block not found") from None
+        return _json([to_display_hex(txid_of(parse_tx(t))) for t in raw_txs])
 
     def block_height(self, height):
         height = int(height)
@@ -175,3 +275,20 @@ class EsploraRest:
         txid = from_display_hex(txid_hex)
         n_out = len(parse_tx(self._raw_tx(txid)).vout)
         return _json([self._spend(txid, n) for n in range(n_out)])
+
+    # --- scripts and fees ---
+
+    def scripthash_utxo(self, hash_hex):
+        script = self.scripts.script(bytes.fromhex(hash_hex))
+        if script is None:
+            return _json([])            # never paid: no outputs, as electrs answers
+        out = []
+        for txid, vout, coin in self.node.utxos_by_script(script, include_mempool=True):
+            block_hash = None if coin.height is None else self.node.block_hash(coin.height)
+            out.append({"txid": to_display_hex(txid), "vout": vout,
+                        "status": esplora_status(block_hash, coin.height, self.view.block_time(block_hash)),
+                        "value": coin.value})
+        return _json(out)
+
+    def fee_estimates(self):
+        return _json({})

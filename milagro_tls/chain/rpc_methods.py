@@ -373,3 +373,7 @@ class RpcMethods:
         vin = next((i for i, t in enumerate(spending.vin) if t.txid[::-1] == txid and t.vout == vout), None)
         return {"spent": True, "txid": to_display_hex(spender), "vin": vin,
                 "confirmed": self.node.tx_status(spender).block_hash is not None}
+
+
+# The wallet-facing methods live in their own module; importing it registers them.
+from . import rpc_wallet_methods  # noqa: E402,F401

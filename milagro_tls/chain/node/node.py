@@ -248,6 +248,23 @@ class RegtestNode:
         return self._store.utxo(txid, vout)
 
     @_locked
+    def utxos_by_script(self, script_pubkey: bytes, include_mempool: bool = True) -> list[tuple[bytes, int, Utxo]]:
+        """Unspent outputs paying ``script_pubkey`` as (txid, vout, Utxo): confirmed ones by
+        height, then (with the mempool, as ``utxo`` sees it) the mempool's own in acceptance
+        order, without the outputs the mempool spends."""
+        found = self._store.utxos_of(script_pubkey)
+        if not include_mempool:
+            return found
+        found = [c for c in found if (c[0], c[1]) not in self._mempool.spenders]
+        for txid, entry in self._mempool.entries.items():
+            for vout, out in enumerate(entry.tx.vout):
+                if out.script_pubkey.data == script_pubkey and (txid, vout) not in self._mempool.spenders:
+                    coin = self._mempool.output(txid, vout)      # None for an unspendable output
+                    if coin is not None:
+                        found.append((txid, vout, coin))
+        return found
+
+    @_locked
     def outspend(self, txid: bytes, vout: int) -> bytes | None:
         return self._store.spender(txid, vout) or self._mempool.spenders.get((txid, vout))
 
