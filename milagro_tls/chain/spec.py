@@ -4,8 +4,19 @@
                                        one runs (DIR/server.json), else the directory itself
     bitcoind://USER:PASS@HOST:PORT     a bitcoind-compatible JSON-RPC server
     bitcoind://HOST:PORT?cookie=PATH   the same, credentials from a cookie file
+    bitcoind://HOST:PORT?datadir=DIR   the cookie bitcoind writes in DIR: DIR/.cookie for mainnet,
+                                       DIR/<testnet3|testnet4|signet|regtest>/.cookie otherwise,
+                                       the network taken from ``chain=`` or Core's default port
+    esplora+https://HOST/PATH          an Esplora REST API (``https://blockstream.info/api``)
+    esplora+http://HOST/PATH           the same over plain HTTP: for loopback and tests (our chain
+                                       server's REST), not for a server across a network
 
-esplora+https:// comes with the chain-sources work.
+``?network=mainnet|testnet3|testnet4|signet|regtest`` (Esplora) and ``?chain=`` (bitcoind)
+name the network expected; the source checks it against the server (Esplora's genesis
+block, bitcoind's getblockchaininfo) on first use. Without it the server's answer is taken.
+
+``open_source`` gives a ChainSource; ``open_async_source`` an AsyncChainSource (bitcoind,
+Esplora, or a regtest directory's running chain server) with its network resolved.
 """
 from __future__ import annotations
 
@@ -16,11 +27,20 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import DataDirLocked, SourceError
+from .network import Network
 from .source import ChainSource
 
-SUPPORTED = ("regtest://DIR", "bitcoind://USER:PASS@HOST:PORT", "bitcoind://HOST:PORT?cookie=PATH")
+SUPPORTED = ("regtest://DIR", "bitcoind://USER:PASS@HOST:PORT", "bitcoind://HOST:PORT?cookie=PATH",
+             "bitcoind://HOST:PORT?datadir=DIR", "esplora+https://HOST/PATH", "esplora+http://HOST/PATH")
 SERVER_FILE = "server.json"          # kept equal to server.SERVER_FILE (not imported: no HTTP stack needed here)
 COOKIE_FILE = ".cookie"
+#: Where bitcoind keeps each network's files under its datadir (Core's chainparamsbase.cpp),
+#: and the RPC port it listens on by default.
+_CORE_SUBDIR = {Network.MAINNET: "", Network.TESTNET3: "testnet3", Network.TESTNET4: "testnet4",
+                Network.SIGNET: "signet", Network.REGTEST: "regtest"}
+_CORE_RPC_PORT = {8332: Network.MAINNET, 18332: Network.TESTNET3, 48332: Network.TESTNET4,
+                  38332: Network.SIGNET, 18443: Network.REGTEST}
+_CORE_CHAIN_NAMES = {"main": Network.MAINNET, "test": Network.TESTNET3}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -47,7 +67,6 @@ def server_info(datadir: str | Path) -> dict | None:
 
 def find_server(datadir: str | Path, timeout: float = 10.0):
     """An RpcSource to the server that owns ``datadir``, if one runs and answers; else None."""
-    from .network import Network
     from .rpc_client import RpcSource
     info = server_info(datadir)
     if info is None:
@@ -87,31 +106,117 @@ def open_regtest(datadir: str | Path, wait: float = 10.0) -> ChainSource:
             time.sleep(0.2)
 
 
-def _bitcoind(spec: str) -> ChainSource:
-    from .rpc_client import RpcSource
+def _network_param(query: dict, key: str, spec: str) -> Network | None:
+    value = query.get(key, [None])[0]
+    if value is None:
+        return None
+    try:
+        return _CORE_CHAIN_NAMES[value] if value in _CORE_CHAIN_NAMES else Network.from_label(value)
+    except ValueError:
+        raise ValueError(f"unknown network {value!r} in {spec!r}; one of "
+                         f"{', '.join(n.label for n in Network)}") from None
+
+
+def _query(parts, allowed: set[str], spec: str) -> dict:
+    query = parse_qs(parts.query)
+    unknown = set(query) - allowed
+    if unknown:                       # a misspelt option must not be silently ignored
+        raise ValueError(f"unknown option {sorted(unknown)[0]!r} in {spec!r}; allowed: {', '.join(sorted(allowed))}")
+    return query
+
+
+def datadir_cookie(datadir: str | Path, network: Network | None, port: int | None = None) -> Path:
+    """The cookie bitcoind writes for ``network`` under ``datadir``. Without a network, Core's
+    default RPC port names it; failing that, the only network directory holding a cookie."""
+    if network is None:               # (not ``or``: MAINNET is 0)
+        network = _CORE_RPC_PORT.get(port)
+    if network is not None:
+        return Path(datadir, _CORE_SUBDIR[network], COOKIE_FILE)
+    found = [Path(datadir, sub, COOKIE_FILE) for sub in _CORE_SUBDIR.values()
+             if Path(datadir, sub, COOKIE_FILE).is_file()]
+    if len(found) != 1:
+        raise ValueError(f"cannot tell which network's cookie to use in {datadir} "
+                         f"({len(found)} found): add chain=main|test|testnet4|signet|regtest")
+    return found[0]
+
+
+def _bitcoind_args(spec: str) -> dict:
     parts = urlsplit(spec)
     if not parts.hostname or not parts.port:
         raise ValueError(f"bitcoind spec needs HOST:PORT: {spec!r}")
-    cookie = parse_qs(parts.query).get("cookie", [None])[0]
+    query = _query(parts, {"cookie", "datadir", "chain"}, spec)
+    network = _network_param(query, "chain", spec)
+    cookie = query.get("cookie", [None])[0]
+    if cookie is None and "datadir" in query:
+        cookie = datadir_cookie(query["datadir"][0], network, parts.port)
     auth = None
     if parts.username is not None:
         auth = (unquote(parts.username), unquote(parts.password or ""))
     elif cookie is None:
-        raise ValueError(f"bitcoind spec needs USER:PASS@ or ?cookie=PATH: {spec!r}")
+        raise ValueError(f"bitcoind spec needs USER:PASS@, ?cookie=PATH or ?datadir=DIR: {spec!r}")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return RpcSource(f"http://{host}:{parts.port}/", auth, cookie_file=cookie)
+    return {"url": f"http://{host}:{parts.port}/", "auth": auth, "cookie_file": cookie, "network": network}
+
+
+def _esplora_args(spec: str) -> dict:
+    parts = urlsplit(spec.removeprefix("esplora+"))
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"Esplora spec is esplora+https://HOST/PATH: {spec!r}")
+    query = _query(parts, {"network"}, spec)
+    return {"base_url": f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/"),
+            "network": _network_param(query, "network", spec)}
+
+
+def _scheme(spec) -> str:
+    if not isinstance(spec, str):
+        raise ValueError("a chain source spec is a string")
+    scheme, sep, rest = spec.partition("://")
+    if not sep or scheme not in ("regtest", "bitcoind", "esplora+https", "esplora+http"):
+        raise ValueError(f"unsupported chain source {spec!r}; supported: {', '.join(SUPPORTED)}")
+    if scheme == "regtest" and not rest:
+        raise ValueError("regtest:// needs a directory: regtest://DIR")
+    return scheme
 
 
 def open_source(spec: str) -> ChainSource:
     """Open the chain source a spec names (see the module doc); ValueError for anything else."""
-    if not isinstance(spec, str):
-        raise ValueError("a chain source spec is a string")
-    scheme, sep, rest = spec.partition("://")
-    if sep and scheme == "regtest":
-        if not rest:
-            raise ValueError("regtest:// needs a directory: regtest://DIR")
-        return open_regtest(rest)
-    if sep and scheme == "bitcoind":
-        return _bitcoind(spec)
-    raise ValueError(f"unsupported chain source {spec!r}; supported: {', '.join(SUPPORTED)} "
-                     "(esplora+https:// is not implemented yet)")
+    scheme = _scheme(spec)
+    if scheme == "regtest":
+        return open_regtest(spec.partition("://")[2])
+    if scheme == "bitcoind":
+        from .rpc_client import RpcSource
+        args = _bitcoind_args(spec)
+        return RpcSource(args.pop("url"), args.pop("auth"), **args)
+    from .esplora import EsploraSource
+    args = _esplora_args(spec)
+    return EsploraSource(args.pop("base_url"), **args)
+
+
+async def open_async_source(spec: str):
+    """The AsyncChainSource a spec names, its network resolved (SourceError if the server
+    cannot be asked or serves another network than the spec says). A regtest directory has
+    an async form only through its running chain server (``milagro chain serve DIR``)."""
+    scheme = _scheme(spec)
+    if scheme == "regtest":
+        from .rpc_client import AsyncRpcSource
+        datadir = spec.partition("://")[2]
+        info = server_info(datadir)
+        if info is None:
+            raise ValueError(f"regtest://{datadir}: no chain server runs there; the embedded node has no "
+                             "async form (start one with `milagro chain serve`)")
+        url = info.get("rpc_url") or f"http://{info.get('host', '127.0.0.1')}:{info['port']}/"
+        source = AsyncRpcSource(url, cookie_file=Path(datadir, COOKIE_FILE), network=Network.REGTEST)
+    elif scheme == "bitcoind":
+        from .rpc_client import AsyncRpcSource
+        args = _bitcoind_args(spec)
+        source = AsyncRpcSource(args.pop("url"), args.pop("auth"), **args)
+    else:
+        from .esplora import AsyncEsploraSource
+        args = _esplora_args(spec)
+        source = AsyncEsploraSource(args.pop("base_url"), **args)
+    try:
+        await source.resolve_network()
+    except BaseException:
+        await source.aclose()
+        raise
+    return source

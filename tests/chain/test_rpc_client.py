@@ -2,10 +2,13 @@
 compared with EmbeddedSource's on the very same node."""
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import time
 from decimal import Decimal
 
+import httpx
 import pytest
 from helpers.fixtures import fixture_path
 
@@ -15,12 +18,16 @@ from milagro_tls.chain.errors import BlockNotFound, SourceError, TxNotFound, TxR
 from milagro_tls.chain.hashes import from_display_hex, sha256d
 from milagro_tls.chain.network import Network
 from milagro_tls.chain.node.wallet import P2wpkhKey
+from milagro_tls.chain import rpc_steps
 from milagro_tls.chain.rpc_client import (
-    RpcCallError, RpcSource, checked_block, checked_header, checked_tx, network_of_chain, sats, status_from_verbose,
-    tip_from_chaininfo, translate_error, unwrap, utxo_from_gettxout)
+    AsyncRpcSource, RpcCallError, RpcSource, checked_block, checked_header, checked_tx, fee_rate_from_estimate,
+    network_of_chain, sats, status_from_verbose, tip_from_chaininfo, translate_error, unspents_from_scan, unwrap,
+    utxo_from_gettxout)
+from milagro_tls.chain.script_text import address, descriptor
 from milagro_tls.chain.server import ChainServer
 from milagro_tls.chain.source import Tip
-from milagro_tls.chain.spec import open_source
+from milagro_tls.chain.spec import datadir_cookie, open_async_source, open_source
+from milagro_tls.chain.transport import NO_RETRY, RetryPolicy, SourceUnavailable
 from milagro_tls.chain.tx import parse_tx, txid_of
 
 KEY = P2wpkhKey(bytes([11]) * 32)
@@ -246,11 +253,13 @@ def test_bitcoind_spec_against_our_server(setup):
         assert isinstance(source, RpcSource) and source.tip() == setup["emb"].tip()
     with open_source(f"bitcoind://127.0.0.1:{server.port}?cookie={server.datadir / '.cookie'}") as source:
         assert source.header(5) == setup["node"].header(5)
-    for bad in ("bitcoind://127.0.0.1", "bitcoind://127.0.0.1:1", "esplora+https://x", "file:///x", "regtest://", 42):
+    for bad in ("bitcoind://127.0.0.1", "bitcoind://127.0.0.1:1", "esplora+ftp://x", "esplora+https://x?net=main",
+                "esplora+https://x?network=liquid", "bitcoind://127.0.0.1:1?cookie=c&chain=doge", "file:///x",
+                "regtest://", 42):
         with pytest.raises(ValueError):
             open_source(bad)
     with pytest.raises(ValueError, match="regtest://DIR"):
-        open_source("esplora+https://blockstream.info/api")
+        open_source("electrum://blockstream.info:50002")
 
 
 def test_side_branch_status_matches_embedded(tmp_path):
@@ -272,3 +281,332 @@ def test_side_branch_status_matches_embedded(tmp_path):
         assert a == b == side
         assert both(s, lambda src: src.transaction(txid, side_hash)) == [spend, spend]
         rpc.close()
+
+
+# --- retries, timeouts, -txindex, and the wallet calls (stand-ins only for what cannot run here) ---
+
+FAST = RetryPolicy(tries=3, base_delay=0.04, max_delay=1.0)
+TX_52309405 = "rpc/mainnet_getrawtransaction_verbose_52309405.bitcoin-org.json"
+
+
+def rpc_reply(request: httpx.Request, result=None, error=None, status=200) -> httpx.Response:
+    """A JSON-RPC 1.0 reply to ``request``, as Core frames it (errors with HTTP 500)."""
+    body = json.loads(request.content)
+    return httpx.Response(status if error is None else 500,
+                          json={"result": result, "error": error, "id": body["id"]})
+
+
+def mock_rpc(handler, **kw) -> RpcSource:
+    return RpcSource("http://bitcoind.test:8332/", ("u", "p"), transport=httpx.MockTransport(handler),
+                     retry=kw.pop("retry", FAST), **kw)
+
+
+def test_real_core_bodies_through_rpc_source():
+    """getblockchaininfo, getrawtransaction and getblock bodies of Bitcoin Core, fed through RpcSource."""
+    info = load("rpc", "mainnet_getblockchaininfo.bitcoin-org.json")
+    tx = json.loads(fixture_path(*TX_52309405.split("/")).read_text(), parse_float=Decimal)
+    block = load("rpc", "mainnet_getblock_951658.electrumx.json")
+
+    def handler(request):
+        method, params = json.loads(request.content)["method"], json.loads(request.content)["params"]
+        if method == "getblockchaininfo":
+            return rpc_reply(request, info)
+        if method == "getrawtransaction":
+            return rpc_reply(request, tx["hex"] if params[1] == 0 else json.loads(
+                fixture_path(*TX_52309405.split("/")).read_text()))
+        if method == "getblock" and params == [block["hash"], 0]:
+            return rpc_reply(request, block["block"])
+        return rpc_reply(request, error={"code": -5, "message": "Block not found"})
+
+    with mock_rpc(handler) as source:
+        assert source.network is Network.MAINNET
+        assert source.tip() == Tip(464562, from_display_hex(info["bestblockhash"]))
+        txid = from_display_hex(tx["txid"])
+        assert txid_of(parse_tx(source.transaction(txid))) == txid
+        raw_block = source.block(from_display_hex(block["hash"]))
+        assert raw_block == fixture_path("blocks", "mainnet_951658.bin").read_bytes()
+        with pytest.raises(BlockNotFound):
+            source.block(from_display_hex(block["previousblockhash"]))
+        with pytest.raises(SourceError, match="does not parse to that txid"):
+            source.transaction(b"\x01" * 32)         # the handler answers with 52309405's hex
+    with mock_rpc(handler, network=Network.TESTNET4) as source:
+        with pytest.raises(SourceError, match="serves mainnet, not testnet4"):
+            source.network
+
+
+def test_node_without_txindex_is_told_to_pass_the_block_hash():
+    """Core's -5 for getrawtransaction without -txindex and without a block hash."""
+    tx = load(*TX_52309405.split("/"))
+
+    def handler(request):
+        params = json.loads(request.content)["params"]
+        if len(params) == 3 and params[2] == tx["blockhash"]:
+            return rpc_reply(request, tx["hex"])
+        if len(params) == 3:
+            return rpc_reply(request, error={"code": -5, "message": "No such transaction found in the provided "
+                                             "block. Use gettransaction for wallet transactions."})
+        return rpc_reply(request, error={"code": -5, "message": "No such mempool transaction. Use -txindex or "
+                                         "provide a block hash to enable blockchain transaction queries. Use "
+                                         "gettransaction for wallet transactions."})
+
+    txid = from_display_hex(tx["txid"])
+    with mock_rpc(handler) as source:
+        with pytest.raises(TxNotFound, match="node lacks -txindex: pass the locator's block hash"):
+            source.transaction(txid)
+        assert txid_of(parse_tx(source.transaction(txid, from_display_hex(tx["blockhash"])))) == txid
+        with pytest.raises(TxNotFound, match="No such transaction found in the provided block"):
+            source.transaction(txid, b"\x02" * 32)
+
+
+def test_busy_node_is_retried_with_growing_jittered_waits():
+    """Core answers HTTP 503 "Work queue depth exceeded" when its RPC threads are all busy."""
+    seen = []
+
+    def handler(request):
+        seen.append(time.monotonic())
+        if len(seen) < 3:
+            return httpx.Response(503, text="Work queue depth exceeded")
+        return rpc_reply(request, 102)
+
+    with mock_rpc(handler) as source:
+        assert source.call("getblockcount") == 102
+    waits = [b - a for a, b in zip(seen, seen[1:])]
+    # attempt n waits in [d/2, d], d = 0.04 * 2**n: the second wait is at least the first's ceiling
+    assert len(seen) == 3 and waits[0] >= 0.02 and waits[1] >= 0.04 and waits[1] >= waits[0] * 0.9
+    for attempt in range(5):
+        assert FAST.delay(attempt) <= min(1.0, 0.04 * 2 ** attempt)
+    assert FAST.delay(0, retry_after=30) == 1.0            # the server's hint, capped
+
+
+def test_answers_are_not_retried_and_failures_are_bounded():
+    calls = []
+
+    def json_error(request):
+        calls.append(1)
+        return rpc_reply(request, error={"code": -28, "message": "Loading block index..."})
+
+    with mock_rpc(json_error) as source:
+        with pytest.raises(RpcCallError) as err:
+            source.call("getblockcount")
+    assert err.value.code == -28 and len(calls) == 1            # a JSON-RPC error is an answer
+
+    calls.clear()
+
+    def always_busy(request):
+        calls.append(1)
+        return httpx.Response(503, text="Work queue depth exceeded")
+
+    with mock_rpc(always_busy) as source:
+        with pytest.raises(SourceError, match="HTTP 503"):
+            source.call("getblockcount")
+    assert len(calls) == 3
+
+
+def test_only_idempotent_calls_are_repeated_after_a_timeout():
+    calls = []
+
+    def slow(request):
+        calls.append(json.loads(request.content)["method"])
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with mock_rpc(slow) as source:
+        with pytest.raises(SourceUnavailable, match="timed out"):
+            source.call("getblockcount")
+        with pytest.raises(SourceUnavailable):
+            source.mine(1)                       # may have mined: not repeated
+    assert calls == ["getblockcount"] * 3 + ["milagro_mine"]
+
+    calls.clear()
+
+    def refused(request):
+        calls.append(json.loads(request.content)["method"])
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with mock_rpc(refused) as source:
+        with pytest.raises(SourceUnavailable, match="unreachable"):
+            source.mine(1)                       # never reached the node: safe to repeat
+    assert calls == ["milagro_mine"] * 3
+
+
+def test_read_timeout_against_a_silent_server():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with RpcSource(f"http://127.0.0.1:{port}/", ("u", "p"), timeout=0.3, retry=NO_RETRY) as source:
+            started = time.monotonic()
+            with pytest.raises(SourceUnavailable, match="timed out"):
+                source.call("getblockcount")
+            assert time.monotonic() - started < 5
+
+
+def test_fee_estimate_parsing():
+    assert fee_rate_from_estimate({"feerate": Decimal("0.00012"), "blocks": 6}) == 12.0
+    assert fee_rate_from_estimate({"feerate": Decimal("0.00001000"), "blocks": 2}) == 1.0
+    assert fee_rate_from_estimate({"errors": ["Insufficient data or no feerate found"], "blocks": 0}) is None
+    with pytest.raises(SourceError):
+        fee_rate_from_estimate({"feerate": "fast"})
+
+    def handler(request):
+        target = json.loads(request.content)["params"][0]
+        if target > 1008:
+            return rpc_reply(request, error={"code": -8, "message": "Invalid conf_target, must be between 1 and 1008"})
+        return rpc_reply(request, {"feerate": 0.00025, "blocks": target})
+
+    with mock_rpc(handler) as source:
+        assert source.fee_rate_unverified(3) == 25.0
+        assert source.fee_rate_unverified(5000) is None
+
+
+def test_scan_parsing_checks_shape_and_script():
+    spk = KEY.script_pubkey
+    good = {"success": True, "txouts": 1, "height": 5, "bestblock": "00" * 32, "total_amount": Decimal("0.5"),
+            "unspents": [{"txid": "11" * 32, "vout": 1, "scriptPubKey": spk.hex(), "desc": "raw()", "amount":
+                          Decimal("0.5"), "coinbase": False, "height": 4, "blockhash": "22" * 32}]}
+    (coin,) = unspents_from_scan(good, spk)
+    assert (coin.txid, coin.vout, coin.value, coin.script_pubkey, coin.height) == (b"\x11" * 32, 1, 50_000_000, spk, 4)
+    for bad in ({**good, "success": False}, {**good, "unspents": {}}, {"success": True},
+                {**good, "unspents": [{**good["unspents"][0], "scriptPubKey": OTHER.hex()}]},
+                {**good, "unspents": [{**good["unspents"][0], "vout": "1"}]}, [], None):
+        with pytest.raises(SourceError):
+            unspents_from_scan(bad, spk)
+
+
+def test_utxos_through_the_server(setup):
+    """scantxoutset for the confirmed set, the mempool read whole (small) or only for spends
+    (large, MEMPOOL_SCAN_LIMIT), and the pre-Core-24 fallback without gettxspendingprevout."""
+    s, spk = setup, KEY.script_pubkey
+    expected = set(s["emb"].utxos_unverified(spk))
+    assert set(s["rpc"].utxos_unverified(spk)) == expected
+    assert (s["tx_a"], 0) not in {(c.txid, c.vout) for c in expected}       # spent by tx_b, in the mempool
+    confirmed = {c for c in expected if c.height is not None}
+    other = set(s["emb"].utxos_unverified(OTHER))
+    assert any(c.height is None for c in other) and set(s["rpc"].utxos_unverified(OTHER)) == other
+
+    real = httpx.Client()
+
+    def old_bitcoind(request):              # forwards to our server, as a Core without the method
+        body = json.loads(request.content)
+        if isinstance(body, dict) and body["method"] == "gettxspendingprevout":
+            return rpc_reply(request, error={"code": -32601, "message": "Method not found"})
+        forwarded = real.post(str(request.url), content=request.content, headers={"Authorization":
+                              request.headers["Authorization"], "Content-Type": "application/json"})
+        return httpx.Response(forwarded.status_code, content=forwarded.content)
+
+    url, cookie = s["server"].url + "/", s["server"].datadir / ".cookie"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rpc_steps, "MEMPOOL_SCAN_LIMIT", 0)
+        with RpcSource(url, cookie_file=cookie) as big_mempool:
+            assert set(big_mempool.utxos_unverified(spk)) == confirmed
+            assert big_mempool.utxos_unverified(OTHER) == []      # its only coin is unconfirmed: left out
+        with RpcSource(url, cookie_file=cookie, transport=httpx.MockTransport(old_bitcoind)) as old:
+            assert set(old.utxos_unverified(spk)) == confirmed
+    real.close()
+
+
+def test_async_rpc_source_matches_embedded(setup):
+    s = setup
+
+    async def run():
+        async with AsyncRpcSource(s["server"].url + "/", cookie_file=s["server"].datadir / ".cookie") as source:
+            with pytest.raises(SourceError, match="network not known yet"):
+                source.network
+            assert await source.resolve_network() is Network.REGTEST and source.network is Network.REGTEST
+            assert await source.tip() == s["emb"].tip()
+            assert await source.headers(0, 500) == s["emb"].headers(0, 500)
+            assert await source.header(7) == s["emb"].header(7)
+            assert await source.block(s["block"]) == s["emb"].block(s["block"])
+            for txid in (s["tx_a"], s["tx_b"], s["cb1"]):
+                assert await source.transaction(txid) == s["emb"].transaction(txid)
+                assert await source.tx_status(txid) == s["emb"].tx_status(txid)
+            assert await source.outspend_unverified(s["cb1"], 0) == s["tx_a"]
+            assert await source.outspend_unverified(s["tx_b"], 0) is None
+            assert set(await source.utxos_unverified(OTHER)) == set(s["emb"].utxos_unverified(OTHER))
+            assert await source.fee_rate_unverified() is None
+            assert await source.call("getblockcount") == 102
+            assert (await source.batch([("getblockcount", ()), ("getblockhash", (0,))]))[0] == 102
+            with pytest.raises(BlockNotFound):
+                await source.header(103)
+            with pytest.raises(TxNotFound):
+                await source.transaction(b"\x43" * 32)
+            with pytest.raises(TxRejected):
+                await source.broadcast(b"\x00\x01")
+        async with AsyncRpcSource(s["server"].url + "/", ("__cookie__", "wrong")) as wrong:
+            with pytest.raises(SourceError, match="refused the credentials"):
+                await wrong.tip()
+
+    asyncio.run(run())
+
+
+def test_bitcoind_cookie_from_datadir(tmp_path, setup):
+    server = setup["server"]
+    cookie = server.datadir / ".cookie"
+    (tmp_path / "regtest").mkdir()
+    (tmp_path / "regtest" / ".cookie").write_text(cookie.read_text())
+    assert datadir_cookie(tmp_path, Network.REGTEST) == tmp_path / "regtest" / ".cookie"
+    assert datadir_cookie(tmp_path, None, 8332) == tmp_path / ".cookie"                # mainnet: no subdirectory
+    assert datadir_cookie(tmp_path, None, 48332) == tmp_path / "testnet4" / ".cookie"
+    assert datadir_cookie(tmp_path, None, server.port) == tmp_path / "regtest" / ".cookie"   # the only one
+    with open_source(f"bitcoind://127.0.0.1:{server.port}?datadir={tmp_path}&chain=regtest") as source:
+        assert source.network is Network.REGTEST and source.tip() == setup["emb"].tip()
+    with pytest.raises(SourceError, match="cannot read RPC cookie"):
+        open_source(f"bitcoind://127.0.0.1:{server.port}?datadir={tmp_path}&chain=main")   # mainnet's: none
+    (tmp_path / ".cookie").write_text(cookie.read_text())
+    with open_source(f"bitcoind://127.0.0.1:{server.port}?datadir={tmp_path}&chain=main") as source:
+        with pytest.raises(SourceError, match="serves regtest, not mainnet"):
+            source.tip()
+    (tmp_path / "signet").mkdir()
+    (tmp_path / "signet" / ".cookie").write_text("x:y")
+    with pytest.raises(ValueError, match="chain="):
+        datadir_cookie(tmp_path, None, server.port)
+
+    async def run():
+        source = await open_async_source(f"bitcoind://127.0.0.1:{server.port}?cookie={cookie}")
+        try:
+            assert isinstance(source, AsyncRpcSource) and source.network is Network.REGTEST
+        finally:
+            await source.aclose()
+        regtest = await open_async_source(f"regtest://{server.datadir}")
+        try:
+            assert await regtest.tip() == setup["emb"].tip()
+        finally:
+            await regtest.aclose()
+        with pytest.raises(ValueError, match="no chain server"):
+            await open_async_source(f"regtest://{tmp_path}")
+
+    asyncio.run(run())
+
+
+def test_server_wallet_rpcs_answer_like_core(setup):
+    """scantxoutset, estimatesmartfee and getmempoolinfo on the chain server: Core's shapes and errors."""
+    rpc, spk = setup["rpc"], KEY.script_pubkey
+    desc = descriptor(spk, Network.REGTEST)
+    scan = rpc.call("scantxoutset", "start", [f"raw({spk.hex()})", {"desc": desc.partition("#")[0]}])
+    assert set(scan) == {"success", "txouts", "height", "bestblock", "unspents", "total_amount"}
+    assert scan["height"] == 102 and len(scan["unspents"]) == scan["txouts"] == 101    # 100 coinbases + tx_a:0
+    entry = scan["unspents"][0]
+    assert list(entry) == ["txid", "vout", "scriptPubKey", "desc", "amount", "coinbase", "height", "blockhash"]
+    assert entry["desc"] == desc and entry["scriptPubKey"] == spk.hex()
+    assert sats(scan["total_amount"]) == sum(sats(u["amount"]) for u in scan["unspents"])
+    by_addr = rpc.call("scantxoutset", "start", [f"addr({address(OTHER, Network.REGTEST)})"])
+    assert by_addr["unspents"] == []                   # OTHER's only coin is in the mempool: not scanned
+    assert rpc.call("scantxoutset", "status") is None and rpc.call("scantxoutset", "abort") is False
+    for args, code, message in (
+            (("start",), -1, "scanobjects argument is required"), (("stop", []), -8, "Invalid action 'stop'"),
+            (("start", ["raw(00)#aaaaaaaa"]), -5, "does not match computed checksum"),
+            (("start", ["raw(00)#aaa"]), -5, "Expected 8 character checksum"),
+            (("start", ["raw(zz)"]), -5, "Raw script is not hex"), (("start", ["addr(bc1qnope)"]), -5, "not valid"),
+            (("start", [f"wpkh({'02' + '11' * 32})"]), -5, "not supported"), (("start", [7]), -8, "either a string"),
+            (("start", [{"range": 5}]), -8, "Descriptor needs to be provided")):
+        with pytest.raises(RpcCallError) as err:
+            rpc.call("scantxoutset", *args)
+        assert err.value.code == code and message in err.value.message, (args, err.value)
+    assert rpc.call("estimatesmartfee", 6) == {"errors": ["Insufficient data or no feerate found"], "blocks": 0}
+    assert rpc.call("estimatesmartfee", 1008, "CONSERVATIVE")["blocks"] == 0
+    for args, message in (((0,), "between 1 and 1008"), ((1009,), "between 1 and 1008"),
+                          ((6, "fast"), "estimate_mode")):
+        with pytest.raises(RpcCallError, match=message):
+            rpc.call("estimatesmartfee", *args)
+    info = rpc.call("getmempoolinfo")
+    raw_b = setup["emb"].transaction(setup["tx_b"])
+    assert info["size"] == 1 and info["usage"] == len(raw_b) and sats(info["total_fee"]) == FEE

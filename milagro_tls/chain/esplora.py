@@ -1,0 +1,186 @@
+"""EsploraSource and AsyncEsploraSource: the ChainSource interface over Esplora's REST API
+(Blockstream's electrs, mempool.space, our chain server).
+
+The methods are written once, as sans-IO steps in ``esplora_steps``; the classes here
+carry the requests (httpx.Client, or httpx.AsyncClient, which also runs a ``Parallel``
+step's requests concurrently) with the timeouts and retry policy of ``transport``.
+Everything Esplora says that its bytes can prove is checked; the rest (unspent
+outputs, fee estimates) is the source's word, and the method names say so.
+
+The network: Esplora has no call that names it, so the genesis block at
+/block-height/0 does (and a network given to the constructor is checked against it).
+"""
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from .async_source import AsyncChainSource
+from .errors import SourceError
+from .esplora_steps import BYTES, EsploraSteps, Get, Parallel, Post
+from .network import Network
+from .source import ChainSource, Tip, TxStatus, UnspentOutput
+from .transport import RetryPolicy, send, send_async, timeouts
+
+LABEL = "Esplora server"
+#: Requests a Parallel step has in flight at once: enough to hide latency, few enough
+#: for public servers' rate limits.
+CONCURRENCY = 6
+
+
+def _request_args(request: Get | Post) -> dict:
+    if isinstance(request, Post):
+        return {"content": request.body.encode(), "headers": {"Content-Type": "text/plain"}}
+    return {"headers": {"Accept": "application/octet-stream" if request.kind == BYTES else "*/*"}}
+
+
+def _step(steps, value, error):
+    return steps.throw(error) if error is not None else steps.send(value)
+
+
+class EsploraSource(EsploraSteps, ChainSource):
+    """A ChainSource over Esplora at ``base_url`` (e.g. ``https://blockstream.info/testnet/api``).
+    ``transport`` replaces the network (tests feed recorded bodies through httpx.MockTransport)."""
+
+    def __init__(self, base_url: str, *, network: Network | None = None, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        self._setup(base_url, network)
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.Client(timeout=timeouts(timeout), transport=transport)
+
+    @property
+    def network(self) -> Network:
+        return self._network if self._network is not None else self._drive(self._network_steps())
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _execute(self, request: Get | Post | Parallel):
+        if isinstance(request, Parallel):
+            return [self._execute(r) for r in request.requests]
+        url = self.base_url + request.path
+        resp = send(self._http, "POST" if isinstance(request, Post) else "GET", url, label=LABEL,
+                    policy=self.retry, idempotent=True, **_request_args(request))
+        return self._answer(request, resp.status_code, resp.content, resp.text)
+
+    def _drive(self, steps):
+        value = error = None
+        while True:
+            try:
+                request = _step(steps, value, error)
+            except StopIteration as done:
+                return done.value
+            value = error = None
+            try:
+                value = self._execute(request)
+            except SourceError as exc:       # handed to the steps, which may handle it
+                error = exc
+
+    def tip(self) -> Tip:
+        return self._drive(self._tip_steps())
+
+    def header(self, height: int) -> bytes:
+        return self._drive(self._header_steps(height))
+
+    def headers(self, start: int, count: int) -> list[bytes]:
+        return self._drive(self._headers_steps(start, count))
+
+    def block(self, block_hash: bytes) -> bytes:
+        return self._drive(self._block_steps(block_hash))
+
+    def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
+        return self._drive(self._tx_steps(txid, block_hash))
+
+    def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
+        return self._drive(self._tx_status_steps(txid, block_hash))
+
+    def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
+        return self._drive(self._outspend_steps(txid, vout))
+
+    def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
+        return self._drive(self._utxos_steps(script_pubkey))
+
+    def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
+        return self._drive(self._fee_steps(target_blocks))
+
+    def broadcast(self, raw_tx: bytes) -> bytes:
+        return self._drive(self._broadcast_steps(raw_tx))
+
+
+class AsyncEsploraSource(EsploraSteps, AsyncChainSource):
+    """EsploraSource for asyncio: the same steps and checks, awaited; a Parallel step's
+    requests (header pages) run concurrently, at most CONCURRENCY at once."""
+
+    def __init__(self, base_url: str, *, network: Network | None = None, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._setup(base_url, network)
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(timeout=timeouts(timeout), transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _execute(self, request: Get | Post | Parallel):
+        if isinstance(request, Parallel):
+            gate = asyncio.Semaphore(CONCURRENCY)
+
+            async def one(r):
+                async with gate:
+                    return await self._execute(r)
+            # Every request finishes before the first failure is raised: none is left running.
+            results = await asyncio.gather(*(one(r) for r in request.requests), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+            return results
+        url = self.base_url + request.path
+        resp = await send_async(self._http, "POST" if isinstance(request, Post) else "GET", url, label=LABEL,
+                                policy=self.retry, idempotent=True, **_request_args(request))
+        return self._answer(request, resp.status_code, resp.content, resp.text)
+
+    async def _drive(self, steps):
+        value = error = None
+        while True:
+            try:
+                request = _step(steps, value, error)
+            except StopIteration as done:
+                return done.value
+            value = error = None
+            try:
+                value = await self._execute(request)
+            except SourceError as exc:
+                error = exc
+
+    async def resolve_network(self) -> Network:
+        return await self._drive(self._network_steps())
+
+    async def tip(self) -> Tip:
+        return await self._drive(self._tip_steps())
+
+    async def header(self, height: int) -> bytes:
+        return await self._drive(self._header_steps(height))
+
+    async def headers(self, start: int, count: int) -> list[bytes]:
+        return await self._drive(self._headers_steps(start, count))
+
+    async def block(self, block_hash: bytes) -> bytes:
+        return await self._drive(self._block_steps(block_hash))
+
+    async def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
+        return await self._drive(self._tx_steps(txid, block_hash))
+
+    async def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
+        return await self._drive(self._tx_status_steps(txid, block_hash))
+
+    async def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
+        return await self._drive(self._outspend_steps(txid, vout))
+
+    async def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
+        return await self._drive(self._utxos_steps(script_pubkey))
+
+    async def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
+        return await self._drive(self._fee_steps(target_blocks))
+
+    async def broadcast(self, raw_tx: bytes) -> bytes:
+        return await self._drive(self._broadcast_steps(raw_tx))
