@@ -1,0 +1,60 @@
+"""Chain sources for tests: a blocking face for an AsyncChainSource, so that code written
+for ChainSource (HeaderChain.sync_from, resolve_anchor) runs through the async clients."""
+from __future__ import annotations
+
+import asyncio
+
+from milagro_tls.chain.source import ChainSource
+
+
+class BlockingSource(ChainSource):
+    """Runs each call of an AsyncChainSource to completion on a private event loop (one
+    loop for the source's life: its httpx.AsyncClient stays bound to it)."""
+
+    def __init__(self, factory) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.inner = self._loop.run_until_complete(self._make(factory))
+        self.network = self.inner.network
+
+    @staticmethod
+    async def _make(factory):
+        source = factory()
+        await source.resolve_network()
+        return source
+
+    def _run(self, coro):
+        return self._loop.run_until_complete(coro)
+
+    def tip(self):
+        return self._run(self.inner.tip())
+
+    def header(self, height):
+        return self._run(self.inner.header(height))
+
+    def headers(self, start, count):
+        return self._run(self.inner.headers(start, count))
+
+    def block(self, block_hash):
+        return self._run(self.inner.block(block_hash))
+
+    def transaction(self, txid, block_hash=None):
+        return self._run(self.inner.transaction(txid, block_hash))
+
+    def tx_status(self, txid, block_hash=None):
+        return self._run(self.inner.tx_status(txid, block_hash))
+
+    def outspend_unverified(self, txid, vout):
+        return self._run(self.inner.outspend_unverified(txid, vout))
+
+    def utxos_unverified(self, script_pubkey):
+        return self._run(self.inner.utxos_unverified(script_pubkey))
+
+    def fee_rate_unverified(self, target_blocks=6):
+        return self._run(self.inner.fee_rate_unverified(target_blocks))
+
+    def broadcast(self, raw_tx):
+        return self._run(self.inner.broadcast(raw_tx))
+
+    def close(self):
+        self._run(self.inner.aclose())
+        self._loop.close()
