@@ -279,16 +279,19 @@ class EsploraRest:
     # --- scripts and fees ---
 
     def scripthash_utxo(self, hash_hex):
-        script = self.scripts.script(bytes.fromhex(hash_hex))
-        if script is None:
-            return _json([])            # never paid: no outputs, as electrs answers
-        out = []
-        for txid, vout, coin in self.node.utxos_by_script(script, include_mempool=True):
-            block_hash = None if coin.height is None else self.node.block_hash(coin.height)
-            out.append({"txid": to_display_hex(txid), "vout": vout,
-                        "status": esplora_status(block_hash, coin.height, self.view.block_time(block_hash)),
-                        "value": coin.value})
-        return _json(out)
+        try:
+            script = self.scripts.script(bytes.fromhex(hash_hex))
+            if script is None:
+                return _json([])            # never paid: no outputs, as electrs answers
+            out = []
+            for txid, vout, coin in self.node.utxos_by_script(script, include_mempool=True):
+                block_hash = None if coin.height is None else self.node.block_hash(coin.height)
+                out.append({"txid": to_display_hex(txid), "vout": vout,
+                            "status": esplora_status(block_hash, coin.height, self.view.block_time(block_hash)),
+                            "value": coin.value})
+            return _json(out)
+        except BlockNotFound:               # the chain got shorter while we read: the client asks again
+            raise HttpError(503, "chain changed while reading; retry") from None
 
     def fee_estimates(self):
         return _json({})

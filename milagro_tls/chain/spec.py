@@ -68,13 +68,15 @@ def server_info(datadir: str | Path) -> dict | None:
 def find_server(datadir: str | Path, timeout: float = 10.0):
     """An RpcSource to the server that owns ``datadir``, if one runs and answers; else None."""
     from .rpc_client import RpcSource
+    from .transport import NO_RETRY, RetryPolicy
     info = server_info(datadir)
     if info is None:
         return None
     host = info.get("host", "127.0.0.1")
     url = info.get("rpc_url") or f"http://{host}:{info['port']}/"
     try:
-        source = RpcSource(url, cookie_file=Path(datadir, COOKIE_FILE), timeout=timeout)
+        # One try: a port that does not answer means "no server", and the caller falls back at once.
+        source = RpcSource(url, cookie_file=Path(datadir, COOKIE_FILE), timeout=timeout, retry=NO_RETRY)
     except SourceError:              # no cookie: the server is gone or not ready
         return None
     try:
@@ -83,6 +85,7 @@ def find_server(datadir: str | Path, timeout: float = 10.0):
     except SourceError:              # the port does not answer, refuses the cookie, or is something else
         source.close()
         return None
+    source.retry = RetryPolicy()
     return source
 
 
