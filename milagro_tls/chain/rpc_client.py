@@ -32,6 +32,7 @@ __all__ = ["AsyncRpcSource", "RpcSource", "RpcCallError", "NO_TXINDEX_HINT", "ch
            "checked_tx", "fee_rate_from_estimate", "network_of_chain", "sats", "status_from_verbose",
            "tip_from_chaininfo", "translate_error", "unspents_from_scan", "unwrap", "utxo_from_gettxout"]
 
+
 def _step(steps, value, error):
     return steps.throw(error) if error is not None else steps.send(value)
 
