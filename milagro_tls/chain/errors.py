@@ -4,6 +4,7 @@
      ├── SourceError                 a chain source failed (network, protocol, refusal)
      │    ├── TxNotFound             the source does not know the transaction
      │    ├── BlockNotFound          the source does not know the block or height
+     │    ├── SourceUnavailable      the source could not be reached or did not answer
      │    └── SourceBehind           the source's chain is behind ours or has less work
      ├── NodeError                   the embedded regtest node
      │    ├── DataDirLocked          another process owns the chain directory
@@ -52,6 +53,15 @@ class SourceBehind(SourceError):
 
     Such a source is not used for proofs: it may be hiding blocks (a reorg, a revocation).
     """
+
+
+class SourceUnavailable(SourceError):
+    """The server could not be reached or did not answer. ``maybe_sent``: the request may
+    have reached it (so only an idempotent request may be repeated)."""
+
+    def __init__(self, message: str, *, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 class NodeError(ChainError):

@@ -6,9 +6,10 @@ checked by the caller against its own HeaderChain. What headers cannot prove
 (whether an output is unspent, what the mempool holds) is the source's word, and
 the methods that return such answers say so in their names and docs.
 
-Implementations: the embedded regtest node (``EmbeddedSource``), a JSON-RPC client
-for it or for bitcoind (``RpcSource``); Esplora and the SPV store come later on the
-same interface.
+Implementations: the embedded regtest node (``EmbeddedSource``), bitcoind JSON-RPC
+(``RpcSource``, which also talks to ``milagro chain serve``) and Esplora REST
+(``EsploraSource``); their async twins implement ``AsyncChainSource``. ``spec.open_source``
+builds one from ``regtest://DIR``, ``bitcoind://...`` or ``esplora+https://...``.
 """
 from __future__ import annotations
 

@@ -20,20 +20,12 @@ from decimal import Decimal
 
 import httpx
 
-from .errors import SourceError
+from .errors import SourceError, SourceUnavailable  # noqa: F401  (re-exported: callers catch it here)
 from .hashes import from_display_hex
 
 #: Statuses that mean "busy, not processed": safe to repeat any request.
 BUSY_STATUSES = (429, 503)
 
-
-class SourceUnavailable(SourceError):
-    """The server could not be reached or did not answer. ``maybe_sent``: the request may
-    have reached it (so only an idempotent request may be repeated)."""
-
-    def __init__(self, message: str, *, maybe_sent: bool) -> None:
-        super().__init__(message)
-        self.maybe_sent = maybe_sent
 
 
 @dataclass(frozen=True, slots=True)
