@@ -1,4 +1,9 @@
-"""``milagro identity create|show|verify``."""
+"""``milagro identity create|confirm|show|verify``.
+
+On regtest ``create`` mines the anchor and prints its locator. On a real network (or
+with ``--confirm 0``) it broadcasts and prints "waiting for confirmation"; ``confirm``
+prints the locator once the anchor is mined, and exits with WAITING until then.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +12,17 @@ import sys
 from pathlib import Path
 
 from ..chain.errors import ChainError, VerificationError
+from ..chain.hashes import to_display_hex
 from ..chain.headerchain import HeaderChain, default_header_path
 from ..chain.spec import open_source
 from ..chain.verify import DEFAULT_MIN_CONFIRMATIONS, resolve_anchor
 from ..errors import MalformedInput
 from ..identity.certificate import ROLES, BirthCertificate
 from ..identity.locator import Locator
-from ..identity.party import Party
+from ..identity.party import AnchorNotMined, Party
+
+#: Exit status of ``identity confirm`` while the anchor is not mined (EX_TEMPFAIL: try again later).
+WAITING = 75
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--name", required=True)
     create.add_argument("--url", action="append", default=[], help="a URL to put in the certificate")
     create.add_argument("--confirm", type=int, default=DEFAULT_MIN_CONFIRMATIONS,
-                        help="regtest: blocks to mine on top of the anchor (default %(default)s)")
+                        help="regtest: blocks to mine on top of the anchor, 0 for none (default %(default)s)")
     create.set_defaults(func=_create)
+
+    confirm = identity.add_parser("confirm", help="record and print the locator once the anchor is mined")
+    confirm.add_argument("name")
+    confirm.add_argument("--home", required=True, type=Path)
+    confirm.add_argument("--chain", required=True, help="chain source, e.g. regtest://DIR")
+    confirm.set_defaults(func=_confirm)
 
     show = identity.add_parser("show", help="print an identity, or its trust-store entry")
     show.add_argument("name")
@@ -51,7 +66,27 @@ def _create(args) -> int:
     with open_source(args.chain) as source:
         party = Party.create(args.home, source, role=args.role, name=args.name, urls=tuple(args.url),
                              confirm_blocks=args.confirm)
-    print(json.dumps(party.locator.to_json()))
+    if party.locator is None:
+        _print_waiting(party, args)
+    else:
+        print(json.dumps(party.locator.to_json()))
+    return 0
+
+
+def _print_waiting(party: Party, args) -> None:
+    print(f"waiting for confirmation of anchor {to_display_hex(party.anchor_txid)}; once it is mined, run "
+          f"`milagro identity confirm {party.name} --home {args.home} --chain {args.chain}`")
+
+
+def _confirm(args) -> int:
+    party = Party.load(args.home, args.name)
+    with open_source(args.chain) as source:
+        try:
+            locator = party.confirm(source)
+        except AnchorNotMined:
+            _print_waiting(party, args)
+            return WAITING
+    print(json.dumps(locator.to_json()))
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Home directory layout (a party's home is not the chain's data directory):
 
-    HOME/fee.key                          fee key, mode 0600 (pays every anchor)
+    HOME/fee.key                          fee key, mode 0600 (pays every anchor; identity.wallet)
+    HOME/wallet.json                      what the anchoring wallet sent (no secrets)
     HOME/identities/NAME/identity.key     identity key, mode 0600
     HOME/identities/NAME/certificate.json canonical (RFC 8785) birth certificate
     HOME/identities/NAME/anchor.json      anchor tx, the value it spent, and the locator
@@ -25,28 +26,25 @@ from ..chain.source import ChainSource
 from ..chain.tx import parse_tx, txid_of
 from ..ciphersuites.nonce import parse_der_signature
 from ..errors import IdentityError
-from .anchor import Coin, anchor_funding_amount, build_anchor_tx, build_funding_tx
+from .anchor import Coin, anchor_funding_amount, build_anchor_tx
 from .certificate import BirthCertificate
-from .keys import FeeKey, IdentityKey
+from .keys import IdentityKey
 from .locator import Locator, LocatorKind
+# load_fee_key and FAUCET_AMOUNT moved to the wallet, which owns the fee key; still importable here.
+from .wallet import FAUCET_AMOUNT, AnchoringWallet, load_fee_key  # noqa: F401
+
+
+class AnchorNotMined(IdentityError):
+    """The anchor is broadcast but not in a block yet: try again later."""
+
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-#: What the regtest faucet gives the fee key for one anchor: plenty for fees at 1 sat/vB.
-FAUCET_AMOUNT = 100_000
 
 
 def _identity_dir(home: Path, name: str) -> Path:
     if not _SAFE_NAME.match(name):
         raise IdentityError(f"identity name {name!r} cannot be a directory name")
     return Path(home) / "identities" / name
-
-
-def load_fee_key(home: Path) -> FeeKey:
-    path = Path(home) / "fee.key"
-    if not path.exists():
-        Path(home).mkdir(parents=True, exist_ok=True, mode=0o700)
-        FeeKey.generate().save(path)
-    return FeeKey.load(path)
 
 
 @dataclass
@@ -106,16 +104,22 @@ class Party:
     @classmethod
     def create(cls, home: Path, source: ChainSource, *, role: str, name: str,
                urls: tuple[str, ...] = (), role_data: dict | None = None,
-               fee_rate: float = 1.0, confirm_blocks: int = 6) -> "Party":
-        """Generate keys and a certificate, fund and broadcast the anchor, and (on regtest)
-        mine ``confirm_blocks`` blocks so that the locator is known and deep enough."""
+               fee_rate: float | None = None, confirm_blocks: int = 6) -> "Party":
+        """Generate keys and a certificate, fund the anchor from the anchoring wallet and
+        broadcast both. On regtest the faucet funds the wallet and ``confirm_blocks`` blocks
+        are mined (0: none), so the locator is known; elsewhere, and with 0, the party is
+        returned unconfirmed and ``confirm(source)`` records the locator once it is mined.
+
+        ``fee_rate`` defaults to the wallet's clamped estimate. A wallet that cannot pay
+        raises InsufficientFunds (naming the address and amount) before anything is created.
+        """
         directory = _identity_dir(home, name)
         if directory.exists():
             raise IdentityError(f"identity {name!r} already exists in {home}")
-        if source.network != Network.REGTEST:
-            raise IdentityError("funding an anchor on a real network needs the anchoring wallet "
-                                "(chain-sources issue); only regtest is supported here")
-        fee_key = load_fee_key(home)
+        wallet = AnchoringWallet(home, source)
+        fee_rate = wallet.fee_rate() if fee_rate is None else fee_rate
+        amount = anchor_funding_amount(fee_rate)
+        wallet.ensure_funded(amount, fee_rate=fee_rate)
         directory.mkdir(parents=True, mode=0o700)
         key = IdentityKey.generate()
         key.save(directory / "identity.key")
@@ -123,25 +127,34 @@ class Party:
                                        network=source.network.label, urls=tuple(urls), role_data=role_data)
         (directory / "certificate.json").write_bytes(certificate.canonical_bytes())
 
-        fee_coin = _faucet_coin(source, fee_key.p2wpkh_script)
-        amount = anchor_funding_amount(fee_rate)
-        funding = build_funding_tx(fee_key, [fee_coin], key, amount, fee_rate)
+        funding = wallet.fund(key.p2wpkh_script, amount, fee_rate=fee_rate, broadcast=False,
+                              label=f"funding {name}")
         identity_coin = Coin(funding.txid, 0, amount, key.p2wpkh_script)
-        anchor = build_anchor_tx(key, identity_coin, certificate.digest(), fee_key.p2wpkh_script, fee_rate)
+        anchor = build_anchor_tx(key, identity_coin, certificate.digest(), wallet.script_pubkey, fee_rate)
         party = cls(name, directory, key, certificate, anchor.raw, amount, None)
         party._save_state()  # before broadcast: a crash leaves a resumable record
-        source.broadcast(funding.raw)
-        source.broadcast(anchor.raw)
-        _regtest_control(source).mine(max(confirm_blocks, 1))
-        party.confirm(source)
+        # The anchor's change pays the fee key: tracked, the wallet rebroadcasts it and can
+        # bump it (CPFP) through that change.
+        wallet.track(anchor, spent_value=amount, label=f"anchor {name}")
+        wallet.send(funding.txid)
+        wallet.send(anchor.txid)
+        wallet.check_low_balance()
+        if source.network is Network.REGTEST and confirm_blocks > 0:
+            _regtest_control(source).mine(confirm_blocks)
+            party.confirm(source)
         return party
 
+    @property
+    def anchor_txid(self) -> bytes:
+        return txid_of(parse_tx(self.anchor_tx))
+
     def confirm(self, source: ChainSource) -> Locator:
-        """Record the locator once the anchor is mined."""
-        txid = txid_of(parse_tx(self.anchor_tx))
+        """Record the locator once the anchor is mined (again after a reorg moved it);
+        AnchorNotMined while it is not."""
+        txid = self.anchor_txid
         status = source.tx_status(txid)
         if status.block_hash is None:
-            raise IdentityError(f"anchor {to_display_hex(txid)} is not confirmed yet")
+            raise AnchorNotMined(f"anchor {to_display_hex(txid)} is not confirmed yet")
         self.locator = Locator(network=source.network, kind=LocatorKind.P2WPKH, txid=txid,
                                input_index=0, block_hash=status.block_hash)
         self._save_state()
