@@ -55,6 +55,8 @@ class RpcSource(RpcSteps, ChainSource):
         self._http.close()
 
     def _execute(self, request: Call | Batch):
+        if isinstance(request, Batch) and not request.calls:
+            return []            # JSON-RPC forbids an empty batch; there is nothing to ask
         body, ids, idempotent, timeout = self._payload(request)
         for attempt in (0, 1):
             resp = send(self._http, "POST", self.url, label=LABEL, policy=self.retry, idempotent=idempotent,
@@ -83,7 +85,7 @@ class RpcSource(RpcSteps, ChainSource):
 
     def batch(self, calls: list[tuple[str, tuple]]) -> list:
         """Several calls in one round trip; results in order; the first error is raised."""
-        return self._execute(Batch(tuple(Call(m, tuple(p)) for m, p in calls))) if calls else []
+        return self._execute(Batch(tuple(Call(m, tuple(p)) for m, p in calls)))
 
     def tip(self) -> Tip:
         return self._drive(self._tip_steps())
@@ -144,6 +146,8 @@ class AsyncRpcSource(RpcSteps, AsyncChainSource):
         await self._http.aclose()
 
     async def _execute(self, request: Call | Batch):
+        if isinstance(request, Batch) and not request.calls:
+            return []
         body, ids, idempotent, timeout = self._payload(request)
         for attempt in (0, 1):
             resp = await send_async(self._http, "POST", self.url, label=LABEL, policy=self.retry,
@@ -171,7 +175,7 @@ class AsyncRpcSource(RpcSteps, AsyncChainSource):
         return await self._execute(Call(method, params))
 
     async def batch(self, calls: list[tuple[str, tuple]]) -> list:
-        return await self._execute(Batch(tuple(Call(m, tuple(p)) for m, p in calls))) if calls else []
+        return await self._execute(Batch(tuple(Call(m, tuple(p)) for m, p in calls)))
 
     async def resolve_network(self) -> Network:
         return await self._drive(self._network_steps())

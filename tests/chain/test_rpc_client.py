@@ -610,3 +610,16 @@ def test_server_wallet_rpcs_answer_like_core(setup):
     info = rpc.call("getmempoolinfo")
     raw_b = setup["emb"].transaction(setup["tx_b"])
     assert info["size"] == 1 and info["usage"] == len(raw_b) and sats(info["total_fee"]) == FEE
+
+
+def test_utxos_through_the_server_with_an_empty_mempool(tmp_path):
+    """An empty mempool means an empty JSON-RPC batch: nothing may be sent, nothing may break."""
+    with ChainServer.open(tmp_path / "chain").start() as server:
+        server.node.mine(3, script_pubkey=KEY.script_pubkey)
+        assert server.node.mempool_txids() == []
+        with RpcSource(server.url + "/", cookie_file=server.datadir / ".cookie") as source:
+            coins = source.utxos_unverified(KEY.script_pubkey)
+            assert source.batch([]) == []
+        assert {(c.txid, c.vout, c.value) for c in coins} == {
+            (c.txid, c.vout, c.value) for c in EmbeddedSource(server.node).utxos_unverified(KEY.script_pubkey)}
+        assert len(coins) == 3
