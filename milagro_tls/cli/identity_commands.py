@@ -113,7 +113,9 @@ def _read_locator(text: str) -> Locator:
 def _verify(args) -> int:
     try:
         locator = _read_locator(args.locator)
-        certificate = BirthCertificate.parse(args.cert.read_bytes())
+        # A file written by `identity show --certificate` ends with a newline; the digest is over
+        # the canonical bytes without it.
+        certificate = BirthCertificate.parse(args.cert.read_bytes().rstrip(b"\n"))
         with open_source(args.chain) as source:
             headers = HeaderChain(args.headers or default_header_path(source.network), source.network)
             identity, _ = resolve_anchor(locator, certificate, source, headers,

@@ -31,7 +31,7 @@ def test_create_show_verify_round_trip(tmp_path, capsys):
 
     code, cert_text, _ = _run(capsys, "identity", "show", "echo.example", "--home", str(home), "--certificate")
     cert_file = tmp_path / "cert.json"
-    cert_file.write_bytes(cert_text.rstrip("\n").encode())
+    cert_file.write_text(cert_text)          # exactly what `show --certificate` printed
     code, out, err = _run(capsys, "identity", "verify", "--chain", f"regtest://{chain}",
                           "--locator", json.dumps(locator), "--cert", str(cert_file))
     assert code == 0, err
