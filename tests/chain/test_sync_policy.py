@@ -99,3 +99,76 @@ def test_reorg_under_a_connected_verifier_refuses_then_accepts_when_deep_again(t
         assert identity.confirmations == 6
         assert identity.nonce_point == party.nonce_key().public_key.format()
 
+
+
+class RelabelledSource(ChainSource):
+    """The embedded regtest chain presented as another network, standing in for a signet
+    source (no signet is reachable here). Only the label changes; the data is real."""
+
+    def __init__(self, inner: EmbeddedSource, network: Network) -> None:
+        self.inner, self.network = inner, network
+
+    def tip(self):
+        return self.inner.tip()
+
+    def header(self, height):
+        return self.inner.header(height)
+
+    def block(self, block_hash):
+        return self.inner.block(block_hash)
+
+    def transaction(self, txid, block_hash=None):
+        return self.inner.transaction(txid, block_hash)
+
+    def tx_status(self, txid, block_hash=None):
+        return self.inner.tx_status(txid, block_hash)
+
+    def outspend_unverified(self, txid, vout):
+        return self.inner.outspend_unverified(txid, vout)
+
+    def utxos_unverified(self, script_pubkey):
+        return self.inner.utxos_unverified(script_pubkey)
+
+    def broadcast(self, raw_tx):
+        return self.inner.broadcast(raw_tx)
+
+
+class RelabelledHeaders:
+    """A verified regtest header chain answering as the signet one would."""
+
+    def __init__(self, inner: HeaderChain, network: Network) -> None:
+        self.inner, self.network = inner, network
+
+    def tip(self):
+        return self.inner.tip()
+
+    def height_of(self, block_hash):
+        return self.inner.height_of(block_hash)
+
+    def header_by_hash(self, block_hash):
+        return self.inner.header_by_hash(block_hash)
+
+
+def test_every_signet_verification_carries_the_trusted_source_warning(tmp_path, caplog):
+    from milagro_tls.chain.proof import fetch_anchor_proof
+    from milagro_tls.chain.verify import SIGNET_WARNING, verify_anchor
+    from milagro_tls.identity.wallet import AnchoringWallet
+
+    with EmbeddedSource.open(tmp_path / "chain") as embedded:
+        embedded.mine(110)
+        signet = RelabelledSource(embedded, Network.SIGNET)
+        embedded.faucet(AnchoringWallet(tmp_path / "home", signet).script_pubkey, 100_000)
+        embedded.mine(1)
+        party = Party.create(tmp_path / "home", signet, role="service", name="signet.example")
+        assert party.locator is None and party.certificate.network == "signet"   # not regtest: not mined for us
+        embedded.mine(6)
+        locator = party.confirm(signet)
+        assert locator.network == Network.SIGNET
+
+        headers = HeaderChain(":memory:", Network.REGTEST)
+        headers.sync_from(embedded)
+        proof = fetch_anchor_proof(embedded, locator.txid, locator.block_hash, headers.height_of(locator.block_hash))
+        with caplog.at_level("WARNING", logger="milagro_tls.chain.verify"):
+            identity = verify_anchor(locator, party.certificate, proof, RelabelledHeaders(headers, Network.SIGNET))
+        assert identity.warnings == (SIGNET_WARNING,)
+        assert any(SIGNET_WARNING in record.getMessage() for record in caplog.records)

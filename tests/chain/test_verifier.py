@@ -76,6 +76,7 @@ def test_anchored_identity_verifies_with_exact_nonce_point(chain):
     assert identity.confirmations >= 6
     assert identity.nonce_point == party.nonce_key().public_key.format()
     assert identity.seal == (party.locator.txid, 1)
+    assert identity.warnings == ()          # only signet verifications carry a warning
     assert AnchorProof.decode(proof.encode()) == proof
 
 
