@@ -16,11 +16,9 @@ import asyncio
 
 import httpx
 
-from .async_source import AsyncChainSource
-from .errors import SourceError
 from .esplora_steps import BYTES, EsploraSteps, Get, Parallel, Post
 from .network import Network
-from .source import ChainSource, Tip, TxStatus, UnspentOutput
+from .stepped import AsyncSteppedSource, SteppedSource
 from .transport import RetryPolicy, send, send_async, timeouts
 
 LABEL = "Esplora server"
@@ -35,11 +33,7 @@ def _request_args(request: Get | Post) -> dict:
     return {"headers": {"Accept": "application/octet-stream" if request.kind == BYTES else "*/*"}}
 
 
-def _step(steps, value, error):
-    return steps.throw(error) if error is not None else steps.send(value)
-
-
-class EsploraSource(EsploraSteps, ChainSource):
+class EsploraSource(EsploraSteps, SteppedSource):
     """A ChainSource over Esplora at ``base_url`` (e.g. ``https://blockstream.info/testnet/api``).
     ``transport`` replaces the network (tests feed recorded bodies through httpx.MockTransport)."""
 
@@ -48,10 +42,6 @@ class EsploraSource(EsploraSteps, ChainSource):
         self._setup(base_url, network)
         self.retry = retry or RetryPolicy()
         self._http = httpx.Client(timeout=timeouts(timeout), transport=transport)
-
-    @property
-    def network(self) -> Network:
-        return self._network if self._network is not None else self._drive(self._network_steps())
 
     def close(self) -> None:
         self._http.close()
@@ -64,51 +54,8 @@ class EsploraSource(EsploraSteps, ChainSource):
                     policy=self.retry, idempotent=True, **_request_args(request))
         return self._answer(request, resp.status_code, resp.content, resp.text)
 
-    def _drive(self, steps):
-        value = error = None
-        while True:
-            try:
-                request = _step(steps, value, error)
-            except StopIteration as done:
-                return done.value
-            value = error = None
-            try:
-                value = self._execute(request)
-            except SourceError as exc:       # handed to the steps, which may handle it
-                error = exc
 
-    def tip(self) -> Tip:
-        return self._drive(self._tip_steps())
-
-    def header(self, height: int) -> bytes:
-        return self._drive(self._header_steps(height))
-
-    def headers(self, start: int, count: int) -> list[bytes]:
-        return self._drive(self._headers_steps(start, count))
-
-    def block(self, block_hash: bytes) -> bytes:
-        return self._drive(self._block_steps(block_hash))
-
-    def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
-        return self._drive(self._tx_steps(txid, block_hash))
-
-    def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
-        return self._drive(self._tx_status_steps(txid, block_hash))
-
-    def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
-        return self._drive(self._outspend_steps(txid, vout))
-
-    def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
-        return self._drive(self._utxos_steps(script_pubkey))
-
-    def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
-        return self._drive(self._fee_steps(target_blocks))
-
-    def broadcast(self, raw_tx: bytes) -> bytes:
-        return self._drive(self._broadcast_steps(raw_tx))
-
-
-class AsyncEsploraSource(EsploraSteps, AsyncChainSource):
+class AsyncEsploraSource(EsploraSteps, AsyncSteppedSource):
     """EsploraSource for asyncio: the same steps and checks, awaited; a Parallel step's
     requests (header pages) run concurrently, at most CONCURRENCY at once."""
 
@@ -138,49 +85,3 @@ class AsyncEsploraSource(EsploraSteps, AsyncChainSource):
         resp = await send_async(self._http, "POST" if isinstance(request, Post) else "GET", url, label=LABEL,
                                 policy=self.retry, idempotent=True, **_request_args(request))
         return self._answer(request, resp.status_code, resp.content, resp.text)
-
-    async def _drive(self, steps):
-        value = error = None
-        while True:
-            try:
-                request = _step(steps, value, error)
-            except StopIteration as done:
-                return done.value
-            value = error = None
-            try:
-                value = await self._execute(request)
-            except SourceError as exc:
-                error = exc
-
-    async def resolve_network(self) -> Network:
-        return await self._drive(self._network_steps())
-
-    async def tip(self) -> Tip:
-        return await self._drive(self._tip_steps())
-
-    async def header(self, height: int) -> bytes:
-        return await self._drive(self._header_steps(height))
-
-    async def headers(self, start: int, count: int) -> list[bytes]:
-        return await self._drive(self._headers_steps(start, count))
-
-    async def block(self, block_hash: bytes) -> bytes:
-        return await self._drive(self._block_steps(block_hash))
-
-    async def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
-        return await self._drive(self._tx_steps(txid, block_hash))
-
-    async def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
-        return await self._drive(self._tx_status_steps(txid, block_hash))
-
-    async def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
-        return await self._drive(self._outspend_steps(txid, vout))
-
-    async def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
-        return await self._drive(self._utxos_steps(script_pubkey))
-
-    async def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
-        return await self._drive(self._fee_steps(target_blocks))
-
-    async def broadcast(self, raw_tx: bytes) -> bytes:
-        return await self._drive(self._broadcast_steps(raw_tx))

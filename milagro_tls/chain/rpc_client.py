@@ -16,8 +16,6 @@ from pathlib import Path
 
 import httpx
 
-from .async_source import AsyncChainSource
-from .errors import SourceError
 from .hashes import from_display_hex
 from .network import Network
 from .rpc_parse import (  # noqa: F401  (parsers re-exported: part of this module's API)
@@ -25,7 +23,7 @@ from .rpc_parse import (  # noqa: F401  (parsers re-exported: part of this modul
     network_of_chain, sats, status_from_verbose, tip_from_chaininfo, translate_error, unspents_from_scan, unwrap,
     utxo_from_gettxout)
 from .rpc_steps import JSON_HEADERS, LABEL, Batch, Call, RpcSteps, answered
-from .source import ChainSource, Tip, TxStatus, UnspentOutput
+from .stepped import AsyncSteppedSource, SteppedSource
 from .transport import RetryPolicy, send, send_async, timeouts
 
 __all__ = ["AsyncRpcSource", "RpcSource", "RpcCallError", "NO_TXINDEX_HINT", "checked_block", "checked_header",
@@ -33,11 +31,7 @@ __all__ = ["AsyncRpcSource", "RpcSource", "RpcCallError", "NO_TXINDEX_HINT", "ch
            "tip_from_chaininfo", "translate_error", "unspents_from_scan", "unwrap", "utxo_from_gettxout"]
 
 
-def _step(steps, value, error):
-    return steps.throw(error) if error is not None else steps.send(value)
-
-
-class RpcSource(RpcSteps, ChainSource):
+class RpcSource(RpcSteps, SteppedSource):
     """A ChainSource over JSON-RPC. ``auth`` is (user, password); ``cookie_file`` is re-read on 401.
     ``transport`` replaces the network (tests feed recorded replies through httpx.MockTransport)."""
 
@@ -46,10 +40,6 @@ class RpcSource(RpcSteps, ChainSource):
                  transport: httpx.BaseTransport | None = None) -> None:
         self._setup(url, auth, cookie_file, network, retry)
         self._http = httpx.Client(timeout=timeouts(timeout), transport=transport)
-
-    @property
-    def network(self) -> Network:
-        return self._network if self._network is not None else self._drive(self._network_steps())
 
     def close(self) -> None:
         self._http.close()
@@ -66,19 +56,6 @@ class RpcSource(RpcSteps, ChainSource):
                 return self._result(request, ids, self._body(resp))
         raise AssertionError("unreachable")
 
-    def _drive(self, steps):
-        value = error = None
-        while True:
-            try:
-                request = _step(steps, value, error)
-            except StopIteration as done:
-                return done.value
-            value = error = None
-            try:
-                value = self._execute(request)
-            except SourceError as exc:      # handed to the steps, which may handle it
-                error = exc
-
     def call(self, method: str, *params):
         """Call one RPC method; returns its result or raises the translated error."""
         return self._execute(Call(method, params))
@@ -86,36 +63,6 @@ class RpcSource(RpcSteps, ChainSource):
     def batch(self, calls: list[tuple[str, tuple]]) -> list:
         """Several calls in one round trip; results in order; the first error is raised."""
         return self._execute(Batch(tuple(Call(m, tuple(p)) for m, p in calls)))
-
-    def tip(self) -> Tip:
-        return self._drive(self._tip_steps())
-
-    def header(self, height: int) -> bytes:
-        return self._drive(self._header_steps(height))
-
-    def headers(self, start: int, count: int) -> list[bytes]:
-        return self._drive(self._headers_steps(start, count))
-
-    def block(self, block_hash: bytes) -> bytes:
-        return self._drive(self._block_steps(block_hash))
-
-    def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
-        return self._drive(self._tx_steps(txid, block_hash))
-
-    def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
-        return self._drive(self._tx_status_steps(txid, block_hash))
-
-    def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
-        return self._drive(self._outspend_steps(txid, vout))
-
-    def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
-        return self._drive(self._utxos_steps(script_pubkey))
-
-    def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
-        return self._drive(self._fee_steps(target_blocks))
-
-    def broadcast(self, raw_tx: bytes) -> bytes:
-        return self._drive(self._broadcast_steps(raw_tx))
 
     # --- regtest helpers (milagro_* exist only on our chain server) ---
 
@@ -133,7 +80,7 @@ class RpcSource(RpcSteps, ChainSource):
         return [from_display_hex(t) for t in self.call("getrawmempool")]
 
 
-class AsyncRpcSource(RpcSteps, AsyncChainSource):
+class AsyncRpcSource(RpcSteps, AsyncSteppedSource):
     """RpcSource for asyncio (httpx.AsyncClient): the same steps, the same checks, awaited."""
 
     def __init__(self, url: str, auth: tuple[str, str] | None = None, *, cookie_file: str | Path | None = None,
@@ -158,57 +105,11 @@ class AsyncRpcSource(RpcSteps, AsyncChainSource):
                 return self._result(request, ids, self._body(resp))
         raise AssertionError("unreachable")
 
-    async def _drive(self, steps):
-        value = error = None
-        while True:
-            try:
-                request = _step(steps, value, error)
-            except StopIteration as done:
-                return done.value
-            value = error = None
-            try:
-                value = await self._execute(request)
-            except SourceError as exc:
-                error = exc
-
     async def call(self, method: str, *params):
         return await self._execute(Call(method, params))
 
     async def batch(self, calls: list[tuple[str, tuple]]) -> list:
         return await self._execute(Batch(tuple(Call(m, tuple(p)) for m, p in calls)))
-
-    async def resolve_network(self) -> Network:
-        return await self._drive(self._network_steps())
-
-    async def tip(self) -> Tip:
-        return await self._drive(self._tip_steps())
-
-    async def header(self, height: int) -> bytes:
-        return await self._drive(self._header_steps(height))
-
-    async def headers(self, start: int, count: int) -> list[bytes]:
-        return await self._drive(self._headers_steps(start, count))
-
-    async def block(self, block_hash: bytes) -> bytes:
-        return await self._drive(self._block_steps(block_hash))
-
-    async def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
-        return await self._drive(self._tx_steps(txid, block_hash))
-
-    async def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
-        return await self._drive(self._tx_status_steps(txid, block_hash))
-
-    async def outspend_unverified(self, txid: bytes, vout: int) -> bytes | None:
-        return await self._drive(self._outspend_steps(txid, vout))
-
-    async def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
-        return await self._drive(self._utxos_steps(script_pubkey))
-
-    async def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
-        return await self._drive(self._fee_steps(target_blocks))
-
-    async def broadcast(self, raw_tx: bytes) -> bytes:
-        return await self._drive(self._broadcast_steps(raw_tx))
 
     async def mine(self, n: int = 1, script_pubkey: bytes | None = None) -> list[bytes]:
         params = (n,) if script_pubkey is None else (n, script_pubkey.hex())

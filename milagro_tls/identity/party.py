@@ -30,8 +30,7 @@ from .anchor import Coin, anchor_funding_amount, build_anchor_tx
 from .certificate import BirthCertificate
 from .keys import IdentityKey
 from .locator import Locator, LocatorKind
-# load_fee_key and FAUCET_AMOUNT moved to the wallet, which owns the fee key; still importable here.
-from .wallet import FAUCET_AMOUNT, AnchoringWallet, load_fee_key  # noqa: F401
+from .wallet import AnchoringWallet
 
 
 class AnchorNotMined(IdentityError):
@@ -166,11 +165,3 @@ def _regtest_control(source: ChainSource):
         raise IdentityError("this chain source has no regtest faucet/miner")
     return source
 
-
-def _faucet_coin(source: ChainSource, script_pubkey: bytes) -> Coin:
-    txid = _regtest_control(source).faucet(script_pubkey, FAUCET_AMOUNT)
-    tx = parse_tx(source.transaction(txid))
-    for vout, out in enumerate(tx.vout):
-        if out.script_pubkey.data == script_pubkey and out.value == FAUCET_AMOUNT:
-            return Coin(txid, vout, out.value, script_pubkey)
-    raise IdentityError("faucet transaction does not pay the fee key")

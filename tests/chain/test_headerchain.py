@@ -359,7 +359,7 @@ class ListSource(ChainSource):
         raise TxNotFound(txid.hex())
 
     def broadcast(self, raw_tx):
-        raise NotImplementedError("a header list cannot take transactions")
+        raise AssertionError("header sync must never broadcast")
 
 
 def test_sync_from_follows_a_source_on_another_branch_back_to_the_fork():

@@ -12,14 +12,16 @@ from milagro_tls.chain.headerchain import HeaderChain
 from milagro_tls.chain.network import Network
 from milagro_tls.chain.source import ChainSource, Tip
 from milagro_tls.chain.verify import resolve_anchor
+from helpers.sources import DelegatingSource
 from milagro_tls.identity.party import Party
 
 
-class LaggingSource(ChainSource):
+class LaggingSource(DelegatingSource):
     """A source that hides its newest ``hidden`` blocks, as a stale or withholding server would."""
 
     def __init__(self, inner: ChainSource, hidden: int) -> None:
-        self.inner, self.hidden, self.network = inner, hidden, inner.network
+        super().__init__(inner)
+        self.hidden = hidden
 
     def tip(self):
         height = self.inner.tip().height - self.hidden
@@ -29,21 +31,6 @@ class LaggingSource(ChainSource):
         if height > self.tip().height:
             raise BlockNotFound(str(height))
         return self.inner.header(height)
-
-    def block(self, block_hash):
-        return self.inner.block(block_hash)
-
-    def transaction(self, txid, block_hash=None):
-        return self.inner.transaction(txid, block_hash)
-
-    def tx_status(self, txid, block_hash=None):
-        return self.inner.tx_status(txid, block_hash)
-
-    def outspend_unverified(self, txid, vout):
-        return self.inner.outspend_unverified(txid, vout)
-
-    def broadcast(self, raw_tx):
-        return self.inner.broadcast(raw_tx)
 
 
 @pytest.fixture
@@ -101,36 +88,13 @@ def test_reorg_under_a_connected_verifier_refuses_then_accepts_when_deep_again(t
 
 
 
-class RelabelledSource(ChainSource):
+class RelabelledSource(DelegatingSource):
     """The embedded regtest chain presented as another network, standing in for a signet
     source (no signet is reachable here). Only the label changes; the data is real."""
 
     def __init__(self, inner: EmbeddedSource, network: Network) -> None:
-        self.inner, self.network = inner, network
-
-    def tip(self):
-        return self.inner.tip()
-
-    def header(self, height):
-        return self.inner.header(height)
-
-    def block(self, block_hash):
-        return self.inner.block(block_hash)
-
-    def transaction(self, txid, block_hash=None):
-        return self.inner.transaction(txid, block_hash)
-
-    def tx_status(self, txid, block_hash=None):
-        return self.inner.tx_status(txid, block_hash)
-
-    def outspend_unverified(self, txid, vout):
-        return self.inner.outspend_unverified(txid, vout)
-
-    def utxos_unverified(self, script_pubkey):
-        return self.inner.utxos_unverified(script_pubkey)
-
-    def broadcast(self, raw_tx):
-        return self.inner.broadcast(raw_tx)
+        super().__init__(inner)
+        self.network = network
 
 
 class RelabelledHeaders:

@@ -21,12 +21,15 @@ from milagro_tls.chain.tx import parse_tx
 from milagro_tls.chain.verify import resolve_anchor, verify_anchor
 from milagro_tls.ciphersuites.nonce import N, parse_der_signature
 from milagro_tls.errors import MalformedInput
-from milagro_tls.identity.anchor import Coin, anchor_funding_amount, build_funding_tx
+from milagro_tls.identity.anchor import anchor_funding_amount
 from milagro_tls.identity.certificate import BirthCertificate
 from milagro_tls.identity.keys import IdentityKey
 from milagro_tls.identity.locator import Locator, LocatorKind
 from milagro_tls.identity.marker import Marker, MarkerType
-from milagro_tls.identity.party import Party, _faucet_coin, load_fee_key
+from milagro_tls.identity.party import Party
+from milagro_tls.identity.wallet import AnchoringWallet
+
+from helpers.sources import DelegatingSource
 
 
 @pytest.fixture(scope="module")
@@ -158,12 +161,12 @@ def test_stapled_proof_with_modified_witness_is_refused(chain):
         verify_anchor(party.locator, party.certificate, lying, _headers(source))
 
 
-class WitnessSwappingSource(ChainSource):
+class WitnessSwappingSource(DelegatingSource):
     """A source that serves the anchor's block with another witness for the anchor (same txid)."""
 
     def __init__(self, inner: ChainSource, txid: bytes, new_tx: bytes) -> None:
-        self.inner, self.txid, self.new_tx = inner, txid, new_tx
-        self.network = inner.network
+        super().__init__(inner)
+        self.txid, self.new_tx = txid, new_tx
 
     def block(self, block_hash):
         block = Block.parse(self.inner.block(block_hash))
@@ -172,21 +175,6 @@ class WitnessSwappingSource(ChainSource):
 
     def transaction(self, txid, block_hash=None):
         return self.new_tx if txid == self.txid else self.inner.transaction(txid, block_hash)
-
-    def tip(self):
-        return self.inner.tip()
-
-    def header(self, height):
-        return self.inner.header(height)
-
-    def tx_status(self, txid, block_hash=None):
-        return self.inner.tx_status(txid, block_hash)
-
-    def outspend_unverified(self, txid, vout):
-        return self.inner.outspend_unverified(txid, vout)
-
-    def broadcast(self, raw_tx):
-        return self.inner.broadcast(raw_tx)
 
 
 def test_source_serving_modified_witness_is_refused(chain):
@@ -198,16 +186,16 @@ def test_source_serving_modified_witness_is_refused(chain):
 
 def _mine_custom_anchor(source, base, marker_script: bytes, signer: IdentityKey) -> Locator:
     """Fund ``signer`` and mine a transaction it signs whose first output is ``marker_script``."""
-    fee_key = load_fee_key(base / "craft-home")
+    wallet = AnchoringWallet(base / "craft-home", source)
     amount = anchor_funding_amount()
-    funding = build_funding_tx(fee_key, [_faucet_coin(source, fee_key.p2wpkh_script)], signer, amount)
+    wallet.ensure_funded(amount)
+    funding = wallet.fund(signer.p2wpkh_script, amount)
     tx = Transaction(version=2, vin=[TransactionInput(funding.txid[::-1], 0, sequence=0xFFFFFFFD)],
                      vout=[TransactionOutput(0, Script(marker_script)),
                            TransactionOutput(1_000, Script(signer.p2wpkh_script))], locktime=0)
     sighash = p2wpkh_sighash(tx, 0, signer.public_key, amount)
     tx.vin[0].witness = Witness([signer._sign_own_anchor_input(sighash) + bytes([SIGHASH_ALL]),
                                  signer.public_key])
-    source.broadcast(funding.raw)
     txid = source.broadcast(tx.serialize())
     source.mine(6)
     return Locator(network=source.network, kind=LocatorKind.P2WPKH, txid=txid, input_index=0,

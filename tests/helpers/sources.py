@@ -58,3 +58,36 @@ class BlockingSource(ChainSource):
     def close(self):
         self._run(self.inner.aclose())
         self._loop.close()
+
+
+class DelegatingSource(ChainSource):
+    """Forwards every read to ``inner``; a test's lying or lagging source overrides what it
+    changes (a stand-in written against our interface, not a mock)."""
+
+    def __init__(self, inner: ChainSource) -> None:
+        self.inner = inner
+        self.network = inner.network
+
+    def tip(self):
+        return self.inner.tip()
+
+    def header(self, height):
+        return self.inner.header(height)
+
+    def block(self, block_hash):
+        return self.inner.block(block_hash)
+
+    def transaction(self, txid, block_hash=None):
+        return self.inner.transaction(txid, block_hash)
+
+    def tx_status(self, txid, block_hash=None):
+        return self.inner.tx_status(txid, block_hash)
+
+    def outspend_unverified(self, txid, vout):
+        return self.inner.outspend_unverified(txid, vout)
+
+    def utxos_unverified(self, script_pubkey):
+        return self.inner.utxos_unverified(script_pubkey)
+
+    def broadcast(self, raw_tx):
+        return self.inner.broadcast(raw_tx)
