@@ -12,6 +12,7 @@ Home directory layout (a party's home is not the chain's data directory):
 from __future__ import annotations
 
 import json
+import shutil
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,9 @@ from ..chain.sighash import p2wpkh_sighash
 from ..chain.source import ChainSource
 from ..chain.tx import parse_tx, txid_of
 from ..ciphersuites.nonce import parse_der_signature
+from ..chain.errors import TxNotFound
 from ..errors import IdentityError
-from .anchor import Coin, anchor_funding_amount, build_anchor_tx
+from .anchor import BuiltTx, Coin, anchor_funding_amount, build_anchor_tx
 from .certificate import BirthCertificate
 from .keys import IdentityKey
 from .locator import Locator, LocatorKind
@@ -56,6 +58,7 @@ class Party:
     anchor_tx: bytes
     funding_value: int
     locator: Locator | None
+    funding_tx: bytes | None = None     # kept until confirmed: a crash before broadcast is resumable
 
     # --- the owner's key-agreement secret ---------------------------------------------
     def nonce_key(self) -> coincurve.PrivateKey:
@@ -89,12 +92,16 @@ class Party:
         state = json.loads((directory / "anchor.json").read_text())
         certificate = BirthCertificate.parse((directory / "certificate.json").read_bytes())
         locator = Locator.from_json(state["locator"]) if state.get("locator") else None
+        funding = state.get("funding_tx")
         return cls(name, directory, IdentityKey.load(directory / "identity.key"), certificate,
-                   bytes.fromhex(state["anchor_tx"]), int(state["funding_value"]), locator)
+                   bytes.fromhex(state["anchor_tx"]), int(state["funding_value"]), locator,
+                   bytes.fromhex(funding) if funding else None)
 
     def _save_state(self) -> None:
         state = {"anchor_tx": self.anchor_tx.hex(), "funding_value": self.funding_value,
                  "locator": self.locator.to_json() if self.locator else None}
+        if self.funding_tx is not None and self.locator is None:
+            state["funding_tx"] = self.funding_tx.hex()
         tmp = self.directory / "anchor.json.tmp"
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         tmp.replace(self.directory / "anchor.json")
@@ -113,6 +120,10 @@ class Party:
         raises InsufficientFunds (naming the address and amount) before anything is created.
         """
         directory = _identity_dir(home, name)
+        if directory.exists() and not (directory / "anchor.json").exists():
+            # An earlier create stopped before its anchor was written: nothing of it was ever
+            # recorded by the wallet or broadcast (see below), so it is safe to start over.
+            shutil.rmtree(directory)
         if directory.exists():
             raise IdentityError(f"identity {name!r} already exists in {home}")
         wallet = AnchoringWallet(home, source)
@@ -126,17 +137,21 @@ class Party:
                                        network=source.network.label, urls=tuple(urls), role_data=role_data)
         (directory / "certificate.json").write_bytes(certificate.canonical_bytes())
 
-        funding = wallet.fund(key.p2wpkh_script, amount, fee_rate=fee_rate, broadcast=False,
-                              label=f"funding {name}")
-        identity_coin = Coin(funding.txid, 0, amount, key.p2wpkh_script)
-        anchor = build_anchor_tx(key, identity_coin, certificate.digest(), wallet.script_pubkey, fee_rate)
-        party = cls(name, directory, key, certificate, anchor.raw, amount, None)
-        party._save_state()  # before broadcast: a crash leaves a resumable record
-        # The anchor's change pays the fee key: tracked, the wallet rebroadcasts it and can
-        # bump it (CPFP) through that change.
-        wallet.track(anchor, spent_value=amount, label=f"anchor {name}")
-        wallet.send(funding.txid)
-        wallet.send(anchor.txid)
+        made: list[Party] = []
+
+        def write_anchor_first(funding) -> None:
+            # anchor.json (with the funding transaction) exists before the wallet records the
+            # funding, so no crash can leave coins sent to the identity key without its anchor.
+            identity_coin = Coin(funding.txid, 0, amount, key.p2wpkh_script)
+            anchor = build_anchor_tx(key, identity_coin, certificate.digest(), wallet.script_pubkey, fee_rate)
+            party = cls(name, directory, key, certificate, anchor.raw, amount, None, funding.raw)
+            party._save_state()
+            made.append(party)
+
+        wallet.fund(key.p2wpkh_script, amount, fee_rate=fee_rate, broadcast=False,
+                    label=f"funding {name}", before_record=write_anchor_first)
+        party = made[0]
+        party._hand_to_wallet(wallet)
         wallet.check_low_balance()
         if source.network is Network.REGTEST and confirm_blocks > 0:
             _regtest_control(source).mine(confirm_blocks)
@@ -147,11 +162,30 @@ class Party:
     def anchor_txid(self) -> bytes:
         return txid_of(parse_tx(self.anchor_tx))
 
+    def _hand_to_wallet(self, wallet: AnchoringWallet) -> None:
+        """Record and send funding and anchor. Idempotent: also the resume after a crash."""
+        funding = BuiltTx(self.funding_tx, txid_of(parse_tx(self.funding_tx)))
+        wallet.track(funding, spent_value=_spent_value(wallet.source, self.funding_tx),
+                     label=f"funding {self.name}")
+        # The anchor's change pays the fee key: tracked, the wallet rebroadcasts it and can
+        # bump it (CPFP) through that change.
+        wallet.track(BuiltTx(self.anchor_tx, self.anchor_txid), spent_value=self.funding_value,
+                     label=f"anchor {self.name}")
+        wallet.send(funding.txid)
+        wallet.send(self.anchor_txid)
+
     def confirm(self, source: ChainSource) -> Locator:
         """Record the locator once the anchor is mined (again after a reorg moved it);
-        AnchorNotMined while it is not."""
+        AnchorNotMined while it is not. An anchor the source has never seen (the creating
+        process stopped before broadcasting) is handed to the wallet and sent again."""
         txid = self.anchor_txid
-        status = source.tx_status(txid)
+        try:
+            status = source.tx_status(txid)
+        except TxNotFound:
+            if self.funding_tx is None:
+                raise
+            self._hand_to_wallet(AnchoringWallet(self.directory.parent.parent, source))
+            status = source.tx_status(txid)
         if status.block_hash is None:
             raise AnchorNotMined(f"anchor {to_display_hex(txid)} is not confirmed yet")
         self.locator = Locator(network=source.network, kind=LocatorKind.P2WPKH, txid=txid,
@@ -165,3 +199,12 @@ def _regtest_control(source: ChainSource):
         raise IdentityError("this chain source has no regtest faucet/miner")
     return source
 
+
+
+def _spent_value(source: ChainSource, raw_tx: bytes) -> int:
+    """What a transaction's inputs hold, read from the transactions they spend."""
+    total = 0
+    for tx_in in parse_tx(raw_tx).vin:
+        previous = parse_tx(source.transaction(tx_in.txid[::-1]))   # embit keeps display order
+        total += previous.vout[tx_in.vout].value
+    return total

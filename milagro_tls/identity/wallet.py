@@ -17,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..chain.errors import SourceError, TxNotFound, TxRejected
 from ..chain.network import Network
@@ -181,11 +182,15 @@ class AnchoringWallet:
         self._select(amount, [_P2WPKH_SCRIPT], rate)
 
     def fund(self, script_pubkey: bytes, amount: int, *, fee_rate: float | None = None,
-             broadcast: bool = True, label: str = "fund") -> BuiltTx:
+             broadcast: bool = True, label: str = "fund",
+             before_record: Callable[[BuiltTx], None] | None = None) -> BuiltTx:
         """Pay ``amount`` to ``script_pubkey`` (output 0), change to the fee key (last output).
 
         The transaction is recorded before it is sent, so a crash in between leaves it for
         ``rebroadcast_unconfirmed``. With ``broadcast=False`` the caller sends it with ``send``.
+        ``before_record`` runs once the transaction is built and before it is recorded: a caller
+        whose own state must exist before the payment can ever be sent (an identity's anchor)
+        writes it there.
         """
         if amount < DUST:
             raise WalletError(f"{amount} sat is below the dust limit ({DUST} sat)")
@@ -194,6 +199,8 @@ class AnchoringWallet:
             chosen, fee = self._select(amount, [script_pubkey], rate)
             coins = [Coin(u.txid, u.vout, u.value, u.script_pubkey) for u in chosen]
             built = build_fee_key_spend(self._key, coins, [(amount, script_pubkey)], fee)
+            if before_record is not None:
+                before_record(built)
             self._remember(built, sum(c.value for c in coins), label)
             if broadcast:
                 self._send(built.txid)
