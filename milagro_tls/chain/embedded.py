@@ -39,7 +39,7 @@ class EmbeddedSource(ChainSource):
         return self.node.outspend(txid, vout)
 
     def utxos_unverified(self, script_pubkey: bytes) -> list[UnspentOutput]:
-        return [UnspentOutput(txid, vout, coin.value, coin.script_pubkey, coin.height)
+        return [UnspentOutput(txid, vout, coin.value, coin.script_pubkey, coin.height, coin.is_coinbase)
                 for txid, vout, coin in self.node.utxos_by_script(script_pubkey, include_mempool=True)]
 
     def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:

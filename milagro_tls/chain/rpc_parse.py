@@ -154,8 +154,9 @@ def unspents_from_scan(scan: dict, script_pubkey: bytes) -> list[UnspentOutput]:
         height = field(item, "height", int, where)
         if vout < 0 or height < 0:
             raise SourceError(f"{where}: negative vout or height")
+        coinbase = item.get("coinbase")          # Core has said since v22; older nodes: unknown
         out.append(UnspentOutput(hash_field(item, "txid", where), vout, sats(field(item, "amount", "number", where)),
-                                 spk, height))
+                                 spk, height, coinbase if isinstance(coinbase, bool) else None))
     return out
 
 
@@ -178,6 +179,6 @@ def scan_mempool(raws: list[tuple[bytes, str]], script_pubkey: bytes) -> tuple[s
     for txid, hex_tx in raws:
         tx = parse_tx(checked_tx(hex_tx, txid))
         spent.update((i.txid[::-1], i.vout) for i in tx.vin)     # embit keeps txids in display order
-        paying += [UnspentOutput(txid, n, o.value, script_pubkey, None)
+        paying += [UnspentOutput(txid, n, o.value, script_pubkey, None, False)
                    for n, o in enumerate(tx.vout) if o.script_pubkey.data == script_pubkey]
     return spent, [u for u in paying if (u.txid, u.vout) not in spent]

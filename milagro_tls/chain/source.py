@@ -36,6 +36,7 @@ class UnspentOutput:
     value: int
     script_pubkey: bytes
     height: int | None           # None while its transaction is unconfirmed
+    coinbase: bool | None = None # None: the source does not say (Esplora); callers that care ask
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,15 @@ from ..chain.errors import SourceError, TxNotFound, TxRejected
 from ..chain.network import Network
 from ..chain.script_text import address as script_address
 from ..chain.source import ChainSource, TxStatus, UnspentOutput
-from ..chain.tx import parse_tx
+from ..chain.tx import is_coinbase, parse_tx
 from ..errors import IdentityError
 from .anchor import (DUST, BuiltTx, Coin, build_fee_key_spend, fee_key_spend_fee, fee_key_spend_vbytes,
                      vsize_of)
 from .keys import FeeKey
 from .wallet_record import SentTx, WalletRecord
+
+#: Core's COINBASE_MATURITY (consensus/consensus.h).
+COINBASE_MATURITY = 100
 
 log = logging.getLogger("milagro_tls.wallet")
 
@@ -106,10 +109,24 @@ class AnchoringWallet:
 
     def coins(self) -> list[UnspentOutput]:
         """Spendable coins: the source's unspent outputs to the fee key, less every output a
-        recorded transaction already spends (its own mempool view may lag or be wiped)."""
+        recorded transaction already spends (its own mempool view may lag or be wiped), and
+        less coinbase outputs not yet mature (someone may mine to the funding address)."""
         reserved = self._record.reserved()
-        return [u for u in self.source.utxos_unverified(self.script_pubkey)
-                if u.script_pubkey == self.script_pubkey and (u.txid, u.vout) not in reserved]
+        listed = [u for u in self.source.utxos_unverified(self.script_pubkey)
+                  if u.script_pubkey == self.script_pubkey and (u.txid, u.vout) not in reserved]
+        young = [u for u in listed if u.height is not None and u.coinbase is not False]
+        if not young:
+            return listed
+        next_height = self.source.tip().height + 1
+        return [u for u in listed if u not in young or self._mature(u, next_height)]
+
+    def _mature(self, coin: UnspentOutput, next_height: int) -> bool:
+        """Core's rule: a coinbase output is spendable in a block 100 blocks above its own."""
+        if next_height - coin.height >= COINBASE_MATURITY:
+            return True
+        if coin.coinbase is None:   # the source does not say (Esplora): the transaction does
+            return not is_coinbase(parse_tx(self.source.transaction(coin.txid)))
+        return not coin.coinbase
 
     def balance(self) -> Balance:
         coins = self.coins()

@@ -86,7 +86,9 @@ def test_wallet_answers_agree_across_sources(chain):
     for kind in SOURCES:
         src = open_source(kind, chain["server"])
         try:
-            answers[kind] = (frozenset(src.utxos_unverified(KEY.script_pubkey)), src.fee_rate_unverified(6))
+            # Esplora's utxo list does not say which outputs are coinbases: compare without it.
+            answers[kind] = (frozenset(dataclasses.replace(c, coinbase=None)
+                                       for c in src.utxos_unverified(KEY.script_pubkey)), src.fee_rate_unverified(6))
         finally:
             src.close()
     coins, fee = answers["embedded"]
@@ -94,3 +96,6 @@ def test_wallet_answers_agree_across_sources(chain):
     outpoints = {(c.txid, c.vout) for c in coins}
     assert chain["spent"] not in outpoints and (chain["pending"], 0) in outpoints
     assert {c.height for c in coins} == {1, 3, None} and fee is None
+    flagged = {(c.txid, c.vout): c.coinbase for c in EmbeddedSource(chain["server"].node).utxos_unverified(
+        KEY.script_pubkey)}
+    assert flagged[chain["pending"], 0] is False and True in flagged.values()   # the node does say

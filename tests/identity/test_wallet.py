@@ -5,6 +5,7 @@ what Bitcoin Core's kernel verifies (flags ALL); each test checks that it got th
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import stat
 
@@ -22,6 +23,8 @@ from milagro_tls.identity.party import AnchorNotMined, Party
 from milagro_tls.identity.wallet import (DEFAULT_FEE_CAP, FAUCET_AMOUNT, AnchoringWallet, Balance,
                                          InsufficientFunds, WalletError, load_fee_key)
 from milagro_tls.identity.wallet_record import WalletRecord
+
+from helpers.sources import DelegatingSource
 
 PAYEE = IdentityKey.generate().p2wpkh_script
 
@@ -374,3 +377,26 @@ def test_party_on_a_real_network_waits_for_the_operator_then_for_a_block(home, s
     locator = party.confirm(real)
     assert locator.network is Network.TESTNET4
     assert Party.load(home, "idp.example").locator == locator
+
+
+class _NoCoinbaseFlag(DelegatingSource):
+    """Lists coins as Esplora does: without saying which are coinbase outputs."""
+
+    def utxos_unverified(self, script_pubkey):
+        return [dataclasses.replace(u, coinbase=None) for u in self.inner.utxos_unverified(script_pubkey)]
+
+
+@pytest.mark.parametrize("says_coinbase", [True, False], ids=["source-flags-coinbase", "source-silent"])
+def test_immature_coinbase_paid_to_the_funding_address_is_not_spent(tmp_path, says_coinbase):
+    with EmbeddedSource.open(tmp_path / "chain") as embedded:
+        source = embedded if says_coinbase else _NoCoinbaseFlag(embedded)
+        wallet = AnchoringWallet(tmp_path / "home", source)
+        embedded.mine(1, wallet.script_pubkey)            # a miner pays the funding address directly
+        assert wallet.coins() == []                        # listed by the source, but not spendable yet
+        with pytest.raises(InsufficientFunds):
+            wallet.fund(b"\x00\x14" + b"\x11" * 20, 10_000)
+        embedded.mine(99)                                  # the next block is 100 above the coinbase
+        (coin,) = wallet.coins()
+        built = wallet.fund(b"\x00\x14" + b"\x11" * 20, 10_000)
+        assert embedded.node.mempool_txids() == [built.txid]    # the kernel-backed mempool took it
+        assert coin.value == 50 * 100_000_000
