@@ -1,6 +1,8 @@
 """HeaderChain on real mainnet and testnet3 headers, and on regtest headers mined here."""
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from helpers.fixtures import fixture_path
 
@@ -238,6 +240,119 @@ def test_regtest_time_too_new_uses_the_given_clock():
     with pytest.raises(HeaderRejected) as exc:
         chain.add_headers([raw], now=REGTEST_GENESIS.time)
     assert exc.value.rule == "time-too-new"
+
+
+# -- the SQLite file ----------------------------------------------------------
+
+def test_reorg_in_a_file_moves_the_old_branch_aside_and_back(tmp_path):
+    path = str(tmp_path / "regtest.sqlite")
+    a = branch(REGTEST_GENESIS, 3, b"a")
+    b = branch(REGTEST_GENESIS, 4, b"b")
+    with HeaderChain(path, Network.REGTEST) as chain:
+        chain.add_headers(a)
+        chain.add_headers(b)
+    with HeaderChain(path, Network.REGTEST) as chain:              # the old branch comes from the file
+        assert chain.tip() == (4, _hash(b[-1]))
+        assert chain.header_by_hash(_hash(a[2])).serialize() == a[2]
+        assert chain.chainwork(_hash(a[2])) == 4 * REGTEST_GENESIS.work and chain.height_of(_hash(a[2])) is None
+        assert chain.add_headers(a) == 0                          # known, though not in memory
+        a += branch(BlockHeader.parse(a[-1]), 2, b"a")            # back to a, its start read from the file
+        assert chain.add_headers(a[3:]) == 2
+    with HeaderChain(path, Network.REGTEST) as chain:
+        assert chain.tip() == (5, _hash(a[-1]))
+        assert [chain.header_at(h).serialize() for h in range(1, 6)] == a
+        assert chain.header_by_hash(_hash(b[3])).serialize() == b[3] and chain.height_of(_hash(b[3])) is None
+        assert chain.confirmations(_hash(a[0])) == 5
+
+
+def test_a_batch_with_both_a_side_branch_and_the_tip_extension_stores_both(tmp_path):
+    path = str(tmp_path / "regtest.sqlite")
+    a = branch(REGTEST_GENESIS, 3, b"a")
+    side = branch(REGTEST_GENESIS, 2, b"side")
+    with HeaderChain(path, Network.REGTEST) as chain:
+        chain.add_headers(a[:2])
+        assert chain.add_headers([side[0], a[2], side[1]]) == 3
+    with HeaderChain(path, Network.REGTEST) as chain:
+        assert chain.tip() == (3, _hash(a[2]))
+        assert chain.header_by_hash(_hash(side[1])).serialize() == side[1]
+        assert chain.height_of(_hash(side[1])) is None and chain.height_of(_hash(a[1])) == 2
+
+
+def test_headers_whose_hashes_share_the_index_key_are_told_apart(mainnet_headers, tmp_path):
+    # Rows are found by the hash's first 8 bytes, then checked by hashing the header: plant a
+    # row with the same 8 bytes but another header, where only the file can answer.
+    path = str(tmp_path / "headers.sqlite")
+    with _mainnet_chain(mainnet_headers, path) as chain:
+        chain.add_headers(mainnet_headers[1:])
+    first = _hash(mainnet_headers[1])
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("INSERT INTO forks VALUES (?, ?, ?, ?)",
+                   (first[:8], MAINNET_START + 2, mainnet_headers[2], bytes(32)))
+    db.close()
+    with HeaderChain(path, Network.MAINNET) as chain:
+        assert RECENT_HEADERS < 2633                              # so the first header is not in memory
+        assert chain.header_by_hash(first).serialize() == mainnet_headers[1]
+        assert chain.height_of(first) == MAINNET_START + 1
+        assert chain.header_by_hash(first[:8] + bytes(24)) is None
+        assert chain.add_headers(mainnet_headers[1:20]) == 0
+
+
+def _write_unversioned_file(path: str, active: list[bytes], side: list[bytes]) -> None:
+    """A regtest chain from genesis in the layout written before the file had a version."""
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+        CREATE TABLE headers (
+            hash BLOB PRIMARY KEY, height INTEGER NOT NULL, chainwork BLOB NOT NULL, raw BLOB NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE active (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+    """)
+    genesis = GENESIS_HEADERS[Network.REGTEST]
+    with db:
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [("network", int(Network.REGTEST)), ("checkpoint_height", 0),
+                                                          ("checkpoint_hash", _hash(genesis))])
+        for raws, is_active in (([genesis] + active, True), (side, False)):
+            for height, raw in enumerate(raws, start=0 if is_active else 1):
+                work = ((height + 1) * REGTEST_GENESIS.work).to_bytes(32, "big")
+                db.execute("INSERT INTO headers VALUES (?, ?, ?, ?)", (_hash(raw), height, work, raw))
+                if is_active:
+                    db.execute("INSERT INTO active VALUES (?, ?)", (height, _hash(raw)))
+    db.close()
+
+
+def test_a_file_of_the_unversioned_layout_is_migrated_on_open(tmp_path):
+    path = str(tmp_path / "regtest.sqlite")
+    a = branch(REGTEST_GENESIS, 5, b"a")
+    b = branch(REGTEST_GENESIS, 3, b"b")
+    _write_unversioned_file(path, a, b)
+    with HeaderChain(path, Network.REGTEST) as chain:
+        assert chain.tip() == (5, _hash(a[-1]))
+        assert chain.header_at(3).serialize() == a[2] and chain.chainwork(_hash(a[-1])) == 6 * REGTEST_GENESIS.work
+        assert chain.header_by_hash(_hash(b[-1])).serialize() == b[-1] and chain.height_of(_hash(b[-1])) is None
+        assert chain.add_headers(a + b) == 0
+        b += branch(BlockHeader.parse(b[-1]), 3, b"b")            # 6 > 5: the migrated side branch wins
+        assert chain.add_headers(b[3:]) == 3
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert not db.execute("SELECT 1 FROM sqlite_master WHERE name IN ('headers', 'active')").fetchall()
+    db.close()
+    with HeaderChain(path, Network.REGTEST) as chain:
+        assert chain.tip() == (6, _hash(b[-1]))
+        assert [chain.header_at(h).serialize() for h in range(1, 7)] == b
+        assert chain.header_by_hash(_hash(a[-1])).serialize() == a[-1]
+    with pytest.raises(ValueError, match="different checkpoint"):
+        HeaderChain(path, Network.REGTEST, Checkpoint(1, a[0], 0))
+
+
+def test_a_file_of_a_newer_layout_is_refused(tmp_path):
+    path = str(tmp_path / "regtest.sqlite")
+    HeaderChain(path, Network.REGTEST).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+    with pytest.raises(ValueError, match="layout version 2"):
+        HeaderChain(path, Network.REGTEST)
 
 
 # -- the difficulty rules on synthetic chains ---------------------------------
