@@ -9,7 +9,8 @@ from .errors import HeaderRejected
 from .hashes import sha256d, to_display_hex
 
 HEADER_SIZE = 80
-_HEADER = struct.Struct("<i32s32sIII")
+#: The wire layout of a header; the header chain unpacks with it directly during sync.
+HEADER_STRUCT = struct.Struct("<i32s32sIII")
 
 
 @functools.lru_cache(maxsize=4096)  # a chain uses few distinct nBits; headers sync at 50k/s
@@ -67,10 +68,10 @@ class BlockHeader(NamedTuple):
     def parse(cls, raw: bytes) -> "BlockHeader":
         if len(raw) != HEADER_SIZE:
             raise ValueError(f"a block header is {HEADER_SIZE} bytes, got {len(raw)}")
-        return cls._make(_HEADER.unpack(raw))
+        return cls._make(HEADER_STRUCT.unpack(raw))
 
     def serialize(self) -> bytes:
-        return _HEADER.pack(*self)
+        return HEADER_STRUCT.pack(*self)
 
     @property
     def hash(self) -> bytes:

