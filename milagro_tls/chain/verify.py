@@ -20,8 +20,8 @@ from .errors import (AnchorNotFound, AnchorTooShallow, AnchorUnconfirmed, BadSig
                      DigestMismatch, MalformedAnchor, ProofMismatch, SourceBehind, UnknownBlock, WrongKey)
 from .hashes import to_display_hex
 from .header import BlockHeader
-from .network import Network
 from .merkle import root_from_branch
+from .network import Network
 from .proof import AnchorProof, fetch_anchor_proof
 from .sighash import SIGHASH_ALL, p2wpkh_script, p2wpkh_sighash
 from .source import ChainSource
@@ -71,7 +71,7 @@ def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: Anchor
     if certificate.network != locator.network.label or locator.network != headers.network:
         raise MalformedAnchor("certificate, locator and header chain name different networks")
 
-    height, confirmations = _check_block(locator, proof, headers, min_confirmations)
+    header, height, confirmations = _check_block(locator, proof, headers, min_confirmations)
     try:
         tx = parse_tx(proof.tx)
         coinbase = parse_tx(proof.coinbase)
@@ -79,7 +79,7 @@ def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: Anchor
         raise MalformedAnchor(str(exc)) from None
     if txid_of(tx) != locator.txid:
         raise ProofMismatch("stapled transaction is not the one the locator names")
-    _check_merkle(proof, tx, coinbase)
+    _check_merkle(header, proof, tx, coinbase)
     _check_marker(tx, certificate)
     nonce_point = _check_signature(locator, tx, proof, certificate)
     seal_vout = next((i for i, out in enumerate(tx.vout)
@@ -97,40 +97,42 @@ def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: Anchor
                         seal=(locator.txid, seal_vout), warnings=warnings)
 
 
+def _active_height(headers: VerifiedHeaders, block_hash: bytes, unknown: type[Exception], where: str) -> int:
+    """The block's height on the best chain; ``unknown`` if no header has this hash,
+    AnchorUnconfirmed if it is on a branch a reorg left."""
+    height = headers.height_of(block_hash)
+    if height is None:
+        if headers.header_by_hash(block_hash) is None:
+            raise unknown(f"block {to_display_hex(block_hash)} is not in {where}")
+        raise AnchorUnconfirmed(f"block {to_display_hex(block_hash)} is no longer on the best chain")
+    return height
+
+
 def _check_block(locator: Locator, proof: AnchorProof, headers: VerifiedHeaders,
-                 min_confirmations: int) -> tuple[int, int]:
+                 min_confirmations: int) -> tuple[BlockHeader, int, int]:
     try:
         header = BlockHeader.parse(proof.header)
     except ValueError as exc:
         raise MalformedAnchor(str(exc)) from None
     if header.hash != locator.block_hash:
         raise ProofMismatch("stapled header is not the block the locator names")
-    height = headers.height_of(header.hash)
-    if height is None:
-        if headers.header_by_hash(header.hash) is None:
-            raise UnknownBlock(f"block {to_display_hex(header.hash)} is not in the local header chain")
-        raise AnchorUnconfirmed(f"block {to_display_hex(header.hash)} is no longer on the best chain")
+    height = _active_height(headers, header.hash, UnknownBlock, "the local header chain")
     if height != proof.height:
         raise ProofMismatch(f"proof claims height {proof.height}, the header chain says {height}")
     confirmations = headers.tip()[0] - height + 1
     if confirmations < min_confirmations:
         raise AnchorTooShallow(confirmations, min_confirmations)
-    return height, confirmations
+    return header, height, confirmations
 
 
-def _check_merkle(proof: AnchorProof, tx, coinbase) -> None:
-    header = BlockHeader.parse(proof.header)
+def _check_merkle(header: BlockHeader, proof: AnchorProof, tx, coinbase) -> None:
     depth = len(proof.txid_branch)
     # One depth for all branches: a 64-byte transaction could otherwise pose as an inner node.
     if not (len(proof.coinbase_branch) == len(proof.wtxid_branch) == depth):
         raise ProofMismatch("Merkle branches differ in depth")
     if proof.tx_index == 0 or proof.tx_index >> depth:
         raise ProofMismatch("transaction position does not fit the tree")
-    try:
-        txid_root = root_from_branch(txid_of(tx), proof.tx_index, list(proof.txid_branch))
-    except ValueError as exc:
-        raise ProofMismatch(str(exc)) from None
-    if txid_root != header.merkle_root:
+    if root_from_branch(txid_of(tx), proof.tx_index, list(proof.txid_branch)) != header.merkle_root:
         raise ProofMismatch("txid branch does not lead to the header's Merkle root")
     if not is_coinbase(coinbase):
         raise ProofMismatch("stapled coinbase is not a coinbase")
@@ -195,11 +197,7 @@ def resolve_anchor(locator: Locator, certificate: BirthCertificate, source: Chai
     """
     headers.sync_from(source)
     require_current_source(source, headers)
-    height = headers.height_of(locator.block_hash)
-    if height is None:
-        if headers.header_by_hash(locator.block_hash) is None:
-            raise AnchorNotFound(f"block {to_display_hex(locator.block_hash)} is unknown to the source's chain")
-        raise AnchorUnconfirmed(f"block {to_display_hex(locator.block_hash)} is no longer on the best chain")
+    height = _active_height(headers, locator.block_hash, AnchorNotFound, "the source's chain")
     proof = fetch_anchor_proof(source, locator.txid, locator.block_hash, height)
     return verify_anchor(locator, certificate, proof, headers, min_confirmations=min_confirmations), proof
 

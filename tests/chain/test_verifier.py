@@ -184,17 +184,23 @@ def test_source_serving_modified_witness_is_refused(chain):
         resolve_anchor(party.locator, party.certificate, lying, HeaderChain(":memory:", source.network))
 
 
-def _mine_custom_anchor(source, base, marker_script: bytes, signer: IdentityKey) -> Locator:
-    """Fund ``signer`` and mine a transaction it signs whose first output is ``marker_script``."""
+def _mine_custom_anchor(source, base, marker_script: bytes, signer: IdentityKey, *, seal: bool = True,
+                        sighash_type: int = SIGHASH_ALL) -> Locator:
+    """Fund ``signer`` and mine a transaction it signs whose first output is ``marker_script``
+    (then a seal to the signer unless ``seal`` is False), signed with ``sighash_type``."""
     wallet = AnchoringWallet(base / "craft-home", source)
     amount = anchor_funding_amount()
     wallet.ensure_funded(amount)
     funding = wallet.fund(signer.p2wpkh_script, amount)
+    outputs = [TransactionOutput(0, Script(marker_script))]
+    if seal:
+        outputs.append(TransactionOutput(1_000, Script(signer.p2wpkh_script)))
+    else:   # pay the rest elsewhere, as a transaction without a seal would
+        outputs.append(TransactionOutput(1_000, Script(IdentityKey.generate().p2wpkh_script)))
     tx = Transaction(version=2, vin=[TransactionInput(funding.txid[::-1], 0, sequence=0xFFFFFFFD)],
-                     vout=[TransactionOutput(0, Script(marker_script)),
-                           TransactionOutput(1_000, Script(signer.p2wpkh_script))], locktime=0)
-    sighash = p2wpkh_sighash(tx, 0, signer.public_key, amount)
-    tx.vin[0].witness = Witness([signer._sign_own_anchor_input(sighash) + bytes([SIGHASH_ALL]),
+                     vout=outputs, locktime=0)
+    sighash = p2wpkh_sighash(tx, 0, signer.public_key, amount, sighash_type)
+    tx.vin[0].witness = Witness([signer._sign_own_anchor_input(sighash) + bytes([sighash_type]),
                                  signer.public_key])
     txid = source.broadcast(tx.serialize())
     source.mine(6)
@@ -240,3 +246,40 @@ def test_reorged_out_anchor_is_unconfirmed_until_re_mined(tmp_path):
         party.confirm(source)
         identity, _ = resolve_anchor(party.locator, party.certificate, source, headers, min_confirmations=1)
         assert identity.nonce_point == party.nonce_key().public_key.format()
+
+
+def _anchored_cert(name: str) -> tuple[IdentityKey, BirthCertificate, bytes]:
+    key = IdentityKey.generate()
+    cert = BirthCertificate(role="service", name=name, pubkey=key.public_key, network="regtest")
+    return key, cert, Marker(MarkerType.BIRTH_CERTIFICATE, cert.digest()).script()
+
+
+def test_anchor_signed_with_a_weaker_sighash_type_is_refused(chain):
+    """SIGHASH_SINGLE (valid on chain) would let anyone graft the signature onto other outputs."""
+    source, _, base = chain
+    key, cert, marker = _anchored_cert("single.example")
+    locator = _mine_custom_anchor(source, base, marker, key, sighash_type=0x03)
+    with pytest.raises(BadSignature, match="SIGHASH_ALL"):
+        resolve_anchor(locator, cert, source, HeaderChain(":memory:", source.network))
+
+
+def test_anchor_without_a_seal_output_is_refused(chain):
+    source, _, base = chain
+    key, cert, marker = _anchored_cert("unsealed.example")
+    locator = _mine_custom_anchor(source, base, marker, key, seal=False)
+    with pytest.raises(MalformedAnchor, match="seal"):
+        resolve_anchor(locator, cert, source, HeaderChain(":memory:", source.network))
+
+
+def test_proof_that_lies_about_its_height_block_or_transaction_is_refused(chain):
+    source, party, _ = chain
+    proof, headers = _proof(source, party), _headers(source)
+    other_block = source.block(BlockHeader.parse(source.header(proof.height - 1)).hash)
+    lies = {
+        "claims height": dataclasses.replace(proof, height=proof.height - 1),
+        "stapled header is not": dataclasses.replace(proof, header=other_block[:80]),
+        "stapled transaction is not": dataclasses.replace(proof, tx=proof.coinbase),
+    }
+    for reason, lying in lies.items():
+        with pytest.raises(ProofMismatch, match=reason):
+            verify_anchor(party.locator, party.certificate, lying, headers)
