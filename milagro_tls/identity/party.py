@@ -12,21 +12,21 @@ Home directory layout (a party's home is not the chain's data directory):
 from __future__ import annotations
 
 import json
-import shutil
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import coincurve
 
+from ..chain.errors import TxNotFound
 from ..chain.hashes import to_display_hex
 from ..chain.network import Network
 from ..chain.sighash import p2wpkh_sighash
 from ..chain.source import ChainSource
 from ..chain.tx import parse_tx, txid_of
 from ..ciphersuites.nonce import parse_der_signature
-from ..chain.errors import TxNotFound
 from ..errors import IdentityError
 from .anchor import BuiltTx, Coin, anchor_funding_amount, build_anchor_tx
 from .certificate import BirthCertificate
@@ -151,7 +151,7 @@ class Party:
         wallet.fund(key.p2wpkh_script, amount, fee_rate=fee_rate, broadcast=False,
                     label=f"funding {name}", before_record=write_anchor_first)
         party = made[0]
-        party._hand_to_wallet(wallet)
+        party._send_anchor(wallet)
         wallet.check_low_balance()
         if source.network is Network.REGTEST and confirm_blocks > 0:
             _regtest_control(source).mine(confirm_blocks)
@@ -162,16 +162,18 @@ class Party:
     def anchor_txid(self) -> bytes:
         return txid_of(parse_tx(self.anchor_tx))
 
-    def _hand_to_wallet(self, wallet: AnchoringWallet) -> None:
-        """Record and send funding and anchor. Idempotent: also the resume after a crash."""
-        funding = BuiltTx(self.funding_tx, txid_of(parse_tx(self.funding_tx)))
-        wallet.track(funding, spent_value=_spent_value(wallet.source, self.funding_tx),
-                     label=f"funding {self.name}")
+    def _send_anchor(self, wallet: AnchoringWallet, *, record_funding: bool = False) -> None:
+        """Record the anchor and send funding and anchor; idempotent. ``record_funding`` is the
+        resume after a crash that came before the wallet recorded the funding."""
+        funding_txid = txid_of(parse_tx(self.funding_tx))
+        if record_funding:
+            wallet.track(BuiltTx(self.funding_tx, funding_txid),
+                         spent_value=_spent_value(wallet.source, self.funding_tx), label=f"funding {self.name}")
         # The anchor's change pays the fee key: tracked, the wallet rebroadcasts it and can
         # bump it (CPFP) through that change.
         wallet.track(BuiltTx(self.anchor_tx, self.anchor_txid), spent_value=self.funding_value,
                      label=f"anchor {self.name}")
-        wallet.send(funding.txid)
+        wallet.send(funding_txid)
         wallet.send(self.anchor_txid)
 
     def confirm(self, source: ChainSource) -> Locator:
@@ -184,7 +186,7 @@ class Party:
         except TxNotFound:
             if self.funding_tx is None:
                 raise
-            self._hand_to_wallet(AnchoringWallet(self.directory.parent.parent, source))
+            self._send_anchor(AnchoringWallet(self.directory.parent.parent, source), record_funding=True)
             status = source.tx_status(txid)
         if status.block_hash is None:
             raise AnchorNotMined(f"anchor {to_display_hex(txid)} is not confirmed yet")
@@ -198,7 +200,6 @@ def _regtest_control(source: ChainSource):
     if not (hasattr(source, "faucet") and hasattr(source, "mine")):
         raise IdentityError("this chain source has no regtest faucet/miner")
     return source
-
 
 
 def _spent_value(source: ChainSource, raw_tx: bytes) -> int:
