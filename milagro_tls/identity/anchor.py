@@ -20,6 +20,7 @@ from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from ..chain.hashes import to_display_hex
 from ..chain.sighash import SIGHASH_ALL, p2wpkh_sighash
+from ..chain.source import UnspentOutput
 from ..chain.tx import parse_tx, txid_of
 from ..errors import IdentityError
 from .keys import FeeKey, IdentityKey
@@ -32,15 +33,6 @@ DUST = 294
 #: vB of a P2WPKH input with a 72-byte signature, of an output, and of the fixed part.
 _INPUT_VB, _P2WPKH_OUT_VB, _OVERHEAD_VB = 68.25, 31, 10.5
 _MARKER_OUT_VB = 8 + 1 + 42
-
-
-@dataclass(frozen=True, slots=True)
-class Coin:
-    """An output we can spend: outpoint (txid wire order), value, scriptPubKey."""
-    txid: bytes
-    vout: int
-    value: int
-    script_pubkey: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +64,7 @@ def _fee(vbytes: float, fee_rate: float) -> int:
     return math.ceil(math.ceil(vbytes) * fee_rate)
 
 
-def _input(coin: Coin) -> TransactionInput:
+def _input(coin: UnspentOutput) -> TransactionInput:
     # embit keeps input txids in display order.
     return TransactionInput(coin.txid[::-1], coin.vout, sequence=0xFFFFFFFD)
 
@@ -91,7 +83,7 @@ def fee_key_spend_fee(n_inputs: int, payment_scripts: list[bytes], fee_rate: flo
     return _fee(fee_key_spend_vbytes(n_inputs, payment_scripts), fee_rate)
 
 
-def build_fee_key_spend(fee_key: FeeKey, coins: list[Coin], payments: list[tuple[int, bytes]],
+def build_fee_key_spend(fee_key: FeeKey, coins: list[UnspentOutput], payments: list[tuple[int, bytes]],
                         fee: int) -> BuiltTx:
     """Spend the fee key's ``coins`` to ``payments`` (value, scriptPubKey) paying exactly ``fee``
     (more only when change would be dust); the rest goes back to the fee key as the last output.
@@ -123,7 +115,7 @@ def build_fee_key_spend(fee_key: FeeKey, coins: list[Coin], payments: list[tuple
     return _finish(tx)
 
 
-def build_funding_tx(fee_key: FeeKey, coins: list[Coin], identity: IdentityKey, amount: int,
+def build_funding_tx(fee_key: FeeKey, coins: list[UnspentOutput], identity: IdentityKey, amount: int,
                      fee_rate: float = 1.0) -> BuiltTx:
     """Pay ``amount`` from the fee key's coins to the identity key's P2WPKH (output 0)."""
     fee = fee_key_spend_fee(len(coins), [identity.p2wpkh_script], fee_rate)
@@ -139,7 +131,7 @@ def _anchor_fee(fee_rate: float) -> int:
     return _fee(_OVERHEAD_VB + _INPUT_VB + _MARKER_OUT_VB + 2 * _P2WPKH_OUT_VB, fee_rate)
 
 
-def build_anchor_tx(identity: IdentityKey, coin: Coin, certificate_digest: bytes,
+def build_anchor_tx(identity: IdentityKey, coin: UnspentOutput, certificate_digest: bytes,
                     change_script: bytes, fee_rate: float = 1.0) -> BuiltTx:
     """The single anchor: the identity key spends its one UTXO, committing to the certificate."""
     if coin.script_pubkey != identity.p2wpkh_script:

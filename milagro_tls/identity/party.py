@@ -24,11 +24,11 @@ from ..chain.errors import TxNotFound
 from ..chain.hashes import to_display_hex
 from ..chain.network import Network
 from ..chain.sighash import p2wpkh_sighash
-from ..chain.source import ChainSource
+from ..chain.source import ChainSource, UnspentOutput
 from ..chain.tx import parse_tx, txid_of
 from ..ciphersuites.nonce import parse_der_signature
 from ..errors import IdentityError
-from .anchor import BuiltTx, Coin, anchor_funding_amount, build_anchor_tx
+from .anchor import BuiltTx, anchor_funding_amount, build_anchor_tx
 from .certificate import BirthCertificate
 from .keys import IdentityKey
 from .locator import Locator, LocatorKind
@@ -142,7 +142,7 @@ class Party:
         def write_anchor_first(funding) -> None:
             # anchor.json (with the funding transaction) exists before the wallet records the
             # funding, so no crash can leave coins sent to the identity key without its anchor.
-            identity_coin = Coin(funding.txid, 0, amount, key.p2wpkh_script)
+            identity_coin = UnspentOutput(funding.txid, 0, amount, key.p2wpkh_script, None)
             anchor = build_anchor_tx(key, identity_coin, certificate.digest(), wallet.script_pubkey, fee_rate)
             party = cls(name, directory, key, certificate, anchor.raw, amount, None, funding.raw)
             party._save_state()

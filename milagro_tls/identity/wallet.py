@@ -25,7 +25,7 @@ from ..chain.script_text import address as script_address
 from ..chain.source import ChainSource, TxStatus, UnspentOutput
 from ..chain.tx import is_coinbase, parse_tx
 from ..errors import IdentityError
-from .anchor import (DUST, BuiltTx, Coin, build_fee_key_spend, fee_key_spend_fee, fee_key_spend_vbytes,
+from .anchor import (DUST, BuiltTx, build_fee_key_spend, fee_key_spend_fee, fee_key_spend_vbytes,
                      vsize_of)
 from .keys import FeeKey
 from .wallet_record import SentTx, WalletRecord
@@ -214,11 +214,10 @@ class AnchoringWallet:
         rate = self._rate(fee_rate)
         with self._record.lock():
             chosen, fee = self._select(amount, [script_pubkey], rate)
-            coins = [Coin(u.txid, u.vout, u.value, u.script_pubkey) for u in chosen]
-            built = build_fee_key_spend(self._key, coins, [(amount, script_pubkey)], fee)
+            built = build_fee_key_spend(self._key, chosen, [(amount, script_pubkey)], fee)
             if before_record is not None:
                 before_record(built)
-            self._remember(built, sum(c.value for c in coins), label)
+            self._remember(built, sum(c.value for c in chosen), label)
             if broadcast:
                 self._send(built.txid)
         if broadcast:   # before the send, its change is not listed yet: a caller checks after sending
@@ -339,8 +338,8 @@ class AnchoringWallet:
                 raise WalletError(f"the change of {parent.txid_hex} is already spent by "
                                   f"{spender[::-1].hex()}: bump that transaction instead")
             package = [parent] + self._unconfirmed_ancestors(parent, entries)
-            change = Coin(parent.txid, parent.change_vout, parent.output_value(parent.change_vout),
-                          self.script_pubkey)
+            change = UnspentOutput(parent.txid, parent.change_vout, parent.output_value(parent.change_vout),
+                                   self.script_pubkey, None)
             child, spent_value = self._build_child(parent, package, change, rate)
             self._remember(child, spent_value, f"cpfp {parent.txid_hex}")
             self._send(child.txid)
@@ -359,7 +358,7 @@ class AnchoringWallet:
                     stack.append(ancestor)
         return list(found.values())
 
-    def _build_child(self, parent: SentTx, package: list[SentTx], change: Coin,
+    def _build_child(self, parent: SentTx, package: list[SentTx], change: UnspentOutput,
                      rate: float) -> tuple[BuiltTx, int]:
         """The signed child and the value it spends."""
         parent_vsize = vsize_of(parent.raw)
@@ -377,9 +376,8 @@ class AnchoringWallet:
                        math.ceil(rate * (package_vsize + child_vsize)) - package_fee,
                        math.ceil(self.fee_floor * child_vsize))
 
-        reserved = {op for e in self._record.load() for op in e.prevouts}
-        extra = sorted((u for u in self.source.utxos_unverified(self.script_pubkey)
-                        if (u.txid, u.vout) not in reserved and (u.txid, u.vout) != (change.txid, change.vout)),
+        # coins(): unreserved and mature, the same pool fund() selects from.
+        extra = sorted((u for u in self.coins() if (u.txid, u.vout) != (change.txid, change.vout)),
                        key=lambda u: (u.height is None, -u.value))
         coins = [change]
         while sum(c.value for c in coins) - child_fee(fee_key_spend_vbytes(len(coins), [])) < DUST:
@@ -387,8 +385,7 @@ class AnchoringWallet:
                 needed = child_fee(fee_key_spend_vbytes(len(coins), [])) + DUST
                 have = sum(c.value for c in coins)
                 raise InsufficientFunds(self.address(), needed - have, needed, have)
-            u = extra.pop(0)
-            coins.append(Coin(u.txid, u.vout, u.value, u.script_pubkey))
+            coins.append(extra.pop(0))
         fee = child_fee(fee_key_spend_vbytes(len(coins), []))
         for _ in range(_CPFP_ROUNDS):
             child = build_fee_key_spend(self._key, coins, [], fee)

@@ -17,7 +17,8 @@ from milagro_tls.chain.network import Network
 from milagro_tls.chain.node.store import Store
 from milagro_tls.chain.script_text import address_to_script
 from milagro_tls.chain.tx import parse_tx
-from milagro_tls.identity.anchor import Coin, build_fee_key_spend, fee_key_spend_fee, vsize_of
+from milagro_tls.chain.source import UnspentOutput
+from milagro_tls.identity.anchor import build_fee_key_spend, fee_key_spend_fee, vsize_of
 from milagro_tls.identity.keys import IdentityKey
 from milagro_tls.identity.party import AnchorNotMined, Party
 from milagro_tls.identity.wallet import (DEFAULT_FEE_CAP, FAUCET_AMOUNT, AnchoringWallet, Balance,
@@ -261,7 +262,7 @@ def test_a_tx_conflicting_with_a_confirmed_one_is_dropped_with_its_children(home
     child = wallet.fund(PAYEE, 10_000)                            # spends the parent's change
     # A confirmed double spend of the parent's coin (the same fee key elsewhere, say).
     (coin_txid, coin_vout), = WalletRecord(home).load()[0].prevouts
-    rival = build_fee_key_spend(load_fee_key(home), [Coin(coin_txid, coin_vout, FAUCET_AMOUNT, wallet.script_pubkey)],
+    rival = build_fee_key_spend(load_fee_key(home), [UnspentOutput(coin_txid, coin_vout, FAUCET_AMOUNT, wallet.script_pubkey, None)],
                                 [(50_000, PAYEE)], 500)
     source.node.submit_block(source.node.build_block([rival.raw]))
     assert source.tx_status(rival.txid).block_hash is not None

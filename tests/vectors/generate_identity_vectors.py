@@ -16,7 +16,8 @@ from milagro_tls.chain.network import Network
 from milagro_tls.chain.sighash import p2wpkh_sighash
 from milagro_tls.chain.tx import parse_tx
 from milagro_tls.ciphersuites.nonce import N, ecdsa_nonce_point, ecdsa_owner_nonce, parse_der_signature
-from milagro_tls.identity.anchor import Coin, build_anchor_tx
+from milagro_tls.chain.source import UnspentOutput
+from milagro_tls.identity.anchor import build_anchor_tx
 from milagro_tls.identity.certificate import BirthCertificate
 from milagro_tls.identity.keys import IdentityKey
 from milagro_tls.identity.locator import Locator, LocatorKind
@@ -99,7 +100,7 @@ def nonce_keys() -> None:
 def anchors(cert: BirthCertificate) -> None:
     identity = IdentityKey(_key("server"))
     fee = _key("fee")
-    coin = Coin(hashlib.sha256(b"funding").digest(), 0, 2_000, identity.p2wpkh_script)
+    coin = UnspentOutput(hashlib.sha256(b"funding").digest(), 0, 2_000, identity.p2wpkh_script, None)
     fee_script = b"\x00\x14" + hashlib.new("ripemd160", hashlib.sha256(fee.public_key.format()).digest()).digest()
     built = build_anchor_tx(identity, coin, cert.digest(), fee_script, fee_rate=1.0)
     tx = parse_tx(built.raw)
