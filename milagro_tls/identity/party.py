@@ -30,6 +30,7 @@ from ..ciphersuites.nonce import parse_der_signature
 from ..errors import IdentityError
 from .anchor import BuiltTx, anchor_funding_amount, build_anchor_tx
 from .certificate import BirthCertificate
+from .files import write_atomically
 from .keys import IdentityKey
 from .locator import Locator, LocatorKind
 from .wallet import AnchoringWallet
@@ -102,9 +103,8 @@ class Party:
                  "locator": self.locator.to_json() if self.locator else None}
         if self.funding_tx is not None and self.locator is None:
             state["funding_tx"] = self.funding_tx.hex()
-        tmp = self.directory / "anchor.json.tmp"
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(self.directory / "anchor.json")
+        # Durable before the wallet records the funding: create() depends on that order.
+        write_atomically(self.directory / "anchor.json", json.dumps(state, indent=2) + "\n")
 
     # --- creation -----------------------------------------------------------------------
     @classmethod

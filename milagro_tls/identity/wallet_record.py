@@ -17,13 +17,13 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..chain.hashes import from_display_hex, to_display_hex
 from ..chain.tx import parse_tx
 from ..errors import IdentityError
+from .files import write_atomically
 
 RECORD_FILE = "wallet.json"
 LOCK_FILE = "wallet.lock"
@@ -96,18 +96,7 @@ class WalletRecord:
 
     def save(self, entries: list[SentTx]) -> None:
         text = json.dumps({"version": VERSION, "transactions": [e.to_json() for e in entries]}, indent=1)
-        # 0600: no secrets, but the list links every identity this home anchored.
-        fd, tmp = tempfile.mkstemp(prefix=".wallet.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomically(self.path, text + "\n")
 
     def reserved(self, entries: list[SentTx] | None = None) -> set[Outpoint]:
         """Every outpoint a recorded transaction spends."""
