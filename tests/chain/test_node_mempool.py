@@ -205,6 +205,32 @@ def test_sigop_counting_matches_core():
     assert count_sigops(bare_multisig, False) == 20 and count_sigops(bare_multisig, True) == 3
     assert count_sigops(b"\xac\xad\x00\xae", True) == 22
     assert count_sigops(b"\x4c", True) == 0                    # truncated push: parsing stops
+    assert count_sigops(b"\xac\x4c\x05\xac", True) == 1          # ... after what came before
+
+
+def test_p2sh_and_witness_sigops_match_core():
+    from embit.transaction import TransactionInput as In
+    from milagro_tls.chain.hashes import hash160, sha256
+    from milagro_tls.chain.node.sigops import sigop_cost
+    from milagro_tls.chain.node.store import Utxo
+
+    def cost(spk, script_sig=b"", witness=()):
+        tx = Transaction(2, [In(b"\x01" * 32, 0, Script(script_sig), witness=Witness(list(witness)))],
+                         [TransactionOutput(1, Script(OTHER))], 0)
+        return sigop_cost(tx, [Utxo(2, spk, 1, False)])
+
+    redeem = b"\x52" + (b"\x21" + b"\x02" * 33) * 3 + b"\x53\xae"       # 2-of-3: 3 sigops, accurately
+    p2sh = b"\xa9\x14" + hash160(redeem) + b"\x87"
+    assert cost(p2sh, b"\x00" + b"\x4c" + bytes([len(redeem)]) + redeem) == 3 * 4
+    truncated = b"\x4c" + bytes([len(redeem)]) + redeem + b"\x4c\x05"
+    assert cost(p2sh, truncated) == 0                                        # truncated: Core counts none
+    assert cost(p2sh, b"\x61" + b"\x4c" + bytes([len(redeem)]) + redeem) == 0  # not push-only
+    assert cost(b"\x00\x14" + b"\x01" * 20) == 1                               # P2WPKH
+    assert cost(b"\x00\x20" + sha256(redeem), witness=[b"", redeem]) == 3      # P2WSH: unscaled
+    nested = b"\x00\x14" + b"\x01" * 20
+    wrapped = b"\xa9\x14" + hash160(nested) + b"\x87"
+    assert cost(wrapped, bytes([len(nested)]) + nested) == 1                    # P2SH-P2WPKH
+    assert cost(b"\x51\x20" + b"\x01" * 32, witness=[b"\x01" * 64]) == 0        # taproot: no sigops here
 
 
 def test_sigop_limits_keep_blocks_valid(funded):
