@@ -16,9 +16,11 @@ from typing import Any
 import coincurve
 import rfc8785
 
+from ..chain.network import Network
 from ..errors import MalformedInput
 
 VERSION = 1
+_NETWORKS = {network.label for network in Network}
 ROLES = ("dta", "idp", "tbs", "pat", "service")
 #: Certificates travel inside handshakes, so they are bounded like any handshake field.
 MAX_CERTIFICATE_SIZE = 8192
@@ -45,8 +47,16 @@ class BirthCertificate:
     version: int = VERSION
 
     def __post_init__(self) -> None:
-        if self.version != VERSION:
-            raise MalformedInput(f"unsupported birth certificate version {self.version}")
+        # type() rather than ==: JSON true equals 1 in Python and would pass as version 1.
+        if type(self.version) is not int or self.version != VERSION:
+            raise MalformedInput(f"unsupported birth certificate version {self.version!r}")
+        if self.network not in _NETWORKS:
+            raise MalformedInput(f"unknown network {self.network!r}")
+        for name, value in (("role_data", self.role_data), ("previous", self.previous)):
+            if value is not None and not isinstance(value, dict):
+                raise MalformedInput(f"{name} must be a JSON object")
+        if not isinstance(self.urls, tuple):
+            raise MalformedInput("urls must be a list of strings")
         if self.role not in ROLES:
             raise MalformedInput(f"unknown role {self.role!r}")
         if not _NAME.match(self.name):
@@ -104,7 +114,7 @@ class BirthCertificate:
                 version=doc["version"],
                 role=doc["role"],
                 name=doc["name"],
-                urls=tuple(doc["urls"]),
+                urls=tuple(doc["urls"]) if isinstance(doc["urls"], list) else doc["urls"],
                 created=doc["created"],
                 network=doc["network"],
                 pubkey=bytes.fromhex(doc["pubkey"]),

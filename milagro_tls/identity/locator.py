@@ -117,13 +117,15 @@ class Locator:
         if not isinstance(doc, dict):
             raise MalformedInput("a locator is a JSON object")
         try:
-            if doc.get("version") != VERSION:
+            if type(doc.get("version")) is not int or doc["version"] != VERSION:
                 raise MalformedInput(f"unsupported locator version {doc.get('version')!r}")
             kind = LocatorKind.from_label(doc["kind"])
             if kind not in _SUPPORTED_KINDS:
                 raise MalformedInput(f"locator kind {kind.label} is not supported by this version")
+            if type(doc["input"]) is not int:
+                raise MalformedInput("locator input must be an integer")
             return cls(network=Network.from_label(doc["network"]), kind=kind,
-                       txid=from_display_hex(doc["txid"]), input_index=int(doc["input"]),
+                       txid=from_display_hex(doc["txid"]), input_index=doc["input"],
                        block_hash=from_display_hex(doc["block_hash"]),
                        body=bytes.fromhex(doc.get("body", "")))
         except MalformedInput:

@@ -107,3 +107,12 @@ def test_anchor_vector_recomputes(case):
     s_inv = pow(s, -1, ORDER)
     point = G * (int(case["sighash"], 16) * s_inv % ORDER) + q * (r * s_inv % ORDER)
     assert _compressed(point).hex() == case["nonce_point"]
+
+
+@pytest.mark.parametrize("change", [{"input": "0"}, {"input": True}, {"version": True}, {"input": 1.0}],
+                         ids=["input-string", "input-bool", "version-bool", "input-float"])
+def test_locator_json_refuses_values_that_only_look_like_integers(change):
+    good = valid_cases("locators.json")[0].values[0]["json"]
+    Locator.from_json(good)
+    with pytest.raises(MalformedInput):
+        Locator.from_json({**good, **change})

@@ -54,6 +54,12 @@ def certificates() -> list[BirthCertificate]:
          "error": "MalformedInput"},
         {"name": "pubkey not on curve", "raw": certs[0].canonical_bytes().decode().replace(
             certs[0].pubkey.hex(), "02" + "00" * 32), "error": "MalformedInput"},
+        {"name": "version true (equals 1 in Python)", "raw": certs[0].canonical_bytes().decode().replace(
+            '"version":1', '"version":true'), "error": "MalformedInput"},
+        {"name": "unknown network", "raw": certs[0].canonical_bytes().decode().replace(
+            '"regtest"', '"moonnet"'), "error": "MalformedInput"},
+        {"name": "role_data not an object", "raw": certs[1].canonical_bytes().decode().replace(
+            '"role_data":{"model":"sensor-α","serial":1}', '"role_data":[1]'), "error": "MalformedInput"},
     ]
     _write("certificates.json", "RFC 8785 canonical JSON of BirthCertificate", valid, invalid)
     return certs
