@@ -19,7 +19,9 @@ from pathlib import Path
 
 import coincurve
 
-from ..chain.hashes import hash160, tagged_hash
+from ..chain.hashes import tagged_hash
+from ..chain.sighash import p2wpkh_script
+from ..ciphersuites.nonce import ecdsa_owner_nonce
 from ..errors import IdentityError
 
 
@@ -75,7 +77,7 @@ class _Key:
 
     @property
     def p2wpkh_script(self) -> bytes:
-        return b"\x00\x14" + hash160(self.public_key)
+        return p2wpkh_script(self.public_key)
 
     def _sign_sighash(self, sighash: bytes) -> bytes:
         """DER signature (low-S, RFC 6979 nonce) of a sighash this package computed."""
@@ -116,5 +118,4 @@ class IdentityKey(_Key):
 
     def nonce_key(self, r: int, s: int, sighash: bytes) -> coincurve.PrivateKey:
         """k from this key's published ECDSA signature (r, s) over ``sighash``."""
-        from ..ciphersuites.nonce import ecdsa_owner_nonce
         return ecdsa_owner_nonce(self._private, r, s, sighash)

@@ -13,7 +13,7 @@ from pathlib import Path
 import coincurve
 
 from milagro_tls.chain.network import Network
-from milagro_tls.chain.sighash import p2wpkh_sighash
+from milagro_tls.chain.sighash import p2wpkh_script, p2wpkh_sighash
 from milagro_tls.chain.tx import parse_tx
 from milagro_tls.ciphersuites.nonce import N, ecdsa_nonce_point, ecdsa_owner_nonce, parse_der_signature
 from milagro_tls.chain.source import UnspentOutput
@@ -107,7 +107,7 @@ def anchors(cert: BirthCertificate) -> None:
     identity = IdentityKey(_key("server"))
     fee = _key("fee")
     coin = UnspentOutput(hashlib.sha256(b"funding").digest(), 0, 2_000, identity.p2wpkh_script, None)
-    fee_script = b"\x00\x14" + hashlib.new("ripemd160", hashlib.sha256(fee.public_key.format()).digest()).digest()
+    fee_script = p2wpkh_script(fee.public_key.format())
     built = build_anchor_tx(identity, coin, cert.digest(), fee_script, fee_rate=1.0)
     tx = parse_tx(built.raw)
     signature = bytes(tx.vin[0].witness.items[0])
