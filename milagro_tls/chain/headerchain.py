@@ -8,9 +8,10 @@ time above the median of the previous 11 and at most two hours ahead
 the most cumulative work, the first one seen winning a tie, as Core's
 CBlockIndexWorkComparator.
 
-A batch is validated in memory and written in one SQLite transaction. The active
-chain's most recent headers stay in memory, which makes the usual case (headers
-that extend the tip) free of reads.
+A batch is validated and written in one SQLite transaction, under the file's write
+lock, so processes may share a file (the per-network default): each call first
+catches up with what the others committed. The active chain's most recent headers
+stay in memory, which makes the usual case (headers that extend the tip) free of reads.
 """
 from __future__ import annotations
 
@@ -167,7 +168,8 @@ class HeaderChain:
     """Headers of one network from a checkpoint on, in SQLite at ``path`` (or ":memory:").
 
     ``rules`` replaces the network's NetworkRules (tests and benchmarks only). One
-    lock serialises all methods, so a chain may be shared between threads.
+    lock serialises all methods, so a chain may be shared between threads; other
+    processes may open the same file.
     """
 
     def __init__(self, path: str, network: Network, checkpoint: Checkpoint | tuple | None = None,
@@ -189,29 +191,32 @@ class HeaderChain:
             # Neither setting weakens durability: WAL commits are what make a batch durable.
             self._db.execute("PRAGMA cache_size=-32768")          # 32 MiB
             self._db.execute("PRAGMA wal_autocheckpoint=10000")   # pages, about 40 MiB of WAL
-        self._open_schema()
-        stored = dict(self._db.execute("SELECT key, value FROM meta"))
-        if stored:
-            self._check_reopen(stored, checkpoint)
-        else:
-            self._initialise(checkpoint)
+        # Other processes may use the same file (the per-network default path): each call
+        # first catches up with what they committed (_follow_file), and a write validates
+        # and stores under the file's write lock.
+        self._shared = path not in (":memory:", "")
+        self._data_version = None
+        self._open(checkpoint)
         self._load_recent()
 
     # -- public reads ---------------------------------------------------------
 
     def tip(self) -> tuple[int, bytes]:
         with self._lock:
+            self._follow_file()
             return self._tip.height, self._tip.hash
 
     def header_at(self, height: int) -> BlockHeader | None:
         """The active chain's header at ``height``, or None."""
         with self._lock:
+            self._follow_file()
             entry = self._active_entry(height)
             return entry.header if entry else None
 
     def height_of(self, block_hash: bytes) -> int | None:
         """The height of ``block_hash`` if it is on the active chain, else None."""
         with self._lock:
+            self._follow_file()
             entry = self._entry(block_hash)
             if entry is None or self._active_hash_at(entry.height) != block_hash:
                 return None
@@ -220,12 +225,14 @@ class HeaderChain:
     def header_by_hash(self, block_hash: bytes) -> BlockHeader | None:
         """Any stored header, on the active chain or not."""
         with self._lock:
+            self._follow_file()
             entry = self._entry(block_hash)
             return entry.header if entry else None
 
     def chainwork(self, block_hash: bytes) -> int | None:
         """Work up to and including ``block_hash`` (plus the checkpoint's), None if unknown."""
         with self._lock:
+            self._follow_file()
             entry = self._entry(block_hash)
             return entry.chainwork if entry else None
 
@@ -246,10 +253,24 @@ class HeaderChain:
         now = time.time() if now is None else now
         with self._lock:
             accepted: list[_Entry] = []
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")     # validated against the file's tip, not a stale copy of it
             try:
-                self._validate(raw_headers, now, accepted)
-            finally:
-                self._store(accepted)
+                self._follow_file()
+                try:
+                    self._validate(raw_headers, now, accepted)
+                finally:
+                    move = self._store(accepted)
+                    db.execute("COMMIT")
+                    if move is not None:
+                        self._move_tip(*move)
+                    if len(self._cache) > 2 * RECENT_HEADERS:    # drop side branches and evicted headers
+                        self._cache = {entry.hash: entry for entry in self._recent}
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                    self._load_recent()       # the cache holds headers that were not written
+                raise
             return len(accepted)
 
     def _validate(self, raw_headers: list[bytes], now: float, accepted: list[_Entry]) -> None:
@@ -318,10 +339,11 @@ class HeaderChain:
         self._target_by_bits[header.bits] = header.target
         self._work_by_bits[header.bits] = header.work
 
-    def _store(self, accepted: list[_Entry]) -> None:
-        """Write a batch, and move the active chain if its best header has more work."""
+    def _store(self, accepted: list[_Entry]) -> tuple[int, list[_Entry]] | None:
+        """Write a batch in the open transaction; if its best header has more work than the tip,
+        make its branch the active chain and return (fork height, new active headers)."""
         if not accepted:
-            return
+            return None
         best = max(accepted, key=_by_chainwork)      # max() keeps the first of equals
         path: list[_Entry] = []
         if best.chainwork > self._tip.chainwork:
@@ -343,26 +365,17 @@ class HeaderChain:
             side = [e for e in accepted if id(e) not in on_path]
             revived = [e for e in path if id(e) not in new]           # stored on a side branch before
         db = self._db
-        try:
-            db.execute("BEGIN")
-            if path:
-                if fork_height < self._tip.height:
-                    db.execute("INSERT INTO forks (key, height, raw, chainwork)"
-                               " SELECT key, height, raw, chainwork FROM chain WHERE height > ?", (fork_height,))
-                    db.execute("DELETE FROM chain WHERE height > ?", (fork_height,))
-                db.executemany("DELETE FROM forks WHERE key = ? AND raw = ?", [(e.hash[:8], e.raw) for e in revived])
-                db.execute(_APPEND, (path[0].height, b"".join([e.hash for e in path]), b"".join([e.raw for e in path]),
-                                     b"".join([e.chainwork.to_bytes(32, "big") for e in path]), len(path)))
-            db.executemany("INSERT INTO forks VALUES (?, ?, ?, ?)",
-                           [(e.hash[:8], e.height, e.raw, _work_bytes(e.chainwork)) for e in side])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self._load_recent()       # the cache holds headers that were not written
-            raise
         if path:
-            self._move_tip(fork_height, path)
+            if fork_height < self._tip.height:
+                db.execute("INSERT INTO forks (key, height, raw, chainwork)"
+                           " SELECT key, height, raw, chainwork FROM chain WHERE height > ?", (fork_height,))
+                db.execute("DELETE FROM chain WHERE height > ?", (fork_height,))
+            db.executemany("DELETE FROM forks WHERE key = ? AND raw = ?", [(e.hash[:8], e.raw) for e in revived])
+            db.execute(_APPEND, (path[0].height, b"".join([e.hash for e in path]), b"".join([e.raw for e in path]),
+                                 b"".join([e.chainwork.to_bytes(32, "big") for e in path]), len(path)))
+        db.executemany("INSERT INTO forks VALUES (?, ?, ?, ?)",
+                       [(e.hash[:8], e.height, e.raw, _work_bytes(e.chainwork)) for e in side])
+        return (fork_height, path) if path else None
 
     # -- syncing from a source ------------------------------------------------
 
@@ -393,7 +406,11 @@ class HeaderChain:
         height = min(self.tip()[0], source.tip().height)
         lowest = max(self._checkpoint_height, height - MAX_FORK_DEPTH)
         while height >= lowest:
-            if sha256d(source.header(height)) == self._active_hash_at(height):
+            theirs = sha256d(source.header(height))      # no lock held while the source answers
+            with self._lock:
+                self._follow_file()
+                ours = self._active_hash_at(height)
+            if theirs == ours:
                 return height
             height -= 1
         raise SourceError(f"the source's chain does not meet ours between heights {lowest} and "
@@ -401,12 +418,12 @@ class HeaderChain:
 
     # -- storage and the in-memory cache --------------------------------------
 
-    def _open_schema(self) -> None:
-        """Create the tables in a new file, or migrate a file of the unversioned layout."""
+    def _open(self, checkpoint) -> None:
+        """Create the tables in a new file (from the checkpoint), migrate a file of the unversioned
+        layout, or check that the file is this network's from this checkpoint. One transaction
+        under the write lock: another process may be opening the same file."""
         db = self._db
-        if db.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION:
-            return
-        db.execute("BEGIN IMMEDIATE")      # another process may be opening the same file
+        db.execute("BEGIN IMMEDIATE")
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
@@ -419,6 +436,11 @@ class HeaderChain:
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             elif version != _SCHEMA_VERSION:
                 raise ValueError(f"header file has layout version {version}; this version reads {_SCHEMA_VERSION}")
+            stored = dict(db.execute("SELECT key, value FROM meta"))
+            if stored:
+                self._check_reopen(stored, checkpoint)
+            else:
+                self._initialise(checkpoint)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -434,13 +456,11 @@ class HeaderChain:
             raise ValueError(f"height-0 checkpoint is not the {self.network.label} genesis block")
         header.check_proof_of_work(self.rules.pow_limit_bits)     # catches a mistyped checkpoint
         self.rules.validate_checkpoint(height)
-        db = self._db
-        db.execute("BEGIN")
-        db.executemany("INSERT INTO meta VALUES (?, ?)",
-                       [("network", int(self.network)), ("checkpoint_height", height),
-                        ("checkpoint_hash", header.hash)])
-        db.execute("INSERT INTO chain VALUES (?, ?, ?, ?)", (height, header.hash[:8], raw, _work_bytes(chainwork)))
-        db.execute("COMMIT")
+        self._db.executemany("INSERT INTO meta VALUES (?, ?)",
+                             [("network", int(self.network)), ("checkpoint_height", height),
+                              ("checkpoint_hash", header.hash)])
+        self._db.execute("INSERT INTO chain VALUES (?, ?, ?, ?)",
+                         (height, header.hash[:8], raw, _work_bytes(chainwork)))
 
     def _check_reopen(self, stored: dict, checkpoint) -> None:
         if stored["network"] != int(self.network):
@@ -450,8 +470,15 @@ class HeaderChain:
             if (height, sha256d(raw)) != (stored["checkpoint_height"], stored["checkpoint_hash"]):
                 raise ValueError("chain file was started from a different checkpoint")
 
+    def _follow_file(self) -> None:
+        """Reload the in-memory tail if another connection has committed to the file since."""
+        if self._shared and self._db.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
+            self._load_recent()
+
     def _load_recent(self) -> None:
         """(Re)build the in-memory tail of the active chain from the database."""
+        if self._shared:       # read first: a commit after it is seen by the next _follow_file
+            self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         row = self._db.execute("SELECT value FROM meta WHERE key = 'checkpoint_height'").fetchone()
         self._checkpoint_height = row[0]
         (tip_height,) = self._db.execute("SELECT MAX(height) FROM chain").fetchone()
@@ -477,8 +504,6 @@ class HeaderChain:
             del self._recent[:excess]
             self._recent_base += excess
         self._tip = self._recent[-1]
-        if len(self._cache) > 2 * RECENT_HEADERS:    # drop side branches and evicted headers
-            self._cache = {entry.hash: entry for entry in self._recent}
 
     def _entry(self, block_hash: bytes) -> _Entry | None:
         return self._cache.get(block_hash) or self._read_entry(block_hash)

@@ -298,6 +298,64 @@ def test_headers_whose_hashes_share_the_index_key_are_told_apart(mainnet_headers
         assert chain.add_headers(mainnet_headers[1:20]) == 0
 
 
+def test_two_chains_on_one_file_see_each_others_headers(tmp_path):
+    """Two processes (here two connections) syncing into the same default file: a write is
+    validated against the file's tip, not against a copy of it that the other has moved on."""
+    path = str(tmp_path / "regtest.sqlite")
+    strong = branch(REGTEST_GENESIS, 6, b"strong")
+    weak = branch(REGTEST_GENESIS, 4, b"weak")
+    with HeaderChain(path, Network.REGTEST) as one:
+        one.add_headers(strong[:2])
+        with HeaderChain(path, Network.REGTEST) as two:       # its copy: tip 2
+            assert one.add_headers(strong[2:]) == 4
+            assert two.tip() == (6, _hash(strong[-1]))            # a read catches up
+            assert two.add_headers(strong) == 0                   # known, though stored by the other
+            assert two.add_headers(weak) == 4                     # 4 < 6: a side branch
+            assert one.tip() == two.tip() == (6, _hash(strong[-1]))
+        # the other way round: a chain whose copy is stale when it writes
+        more = branch(BlockHeader.parse(strong[-1]), 2, b"strong")
+        with HeaderChain(path, Network.REGTEST) as three:
+            assert three.tip()[0] == 6
+            assert one.add_headers(more) == 2
+            assert three.add_headers(branch(BlockHeader.parse(weak[-1]), 3, b"weak")) == 3   # 7 < 8
+            assert three.tip() == (8, _hash(more[-1])) and three.height_of(_hash(weak[0])) is None
+    with HeaderChain(path, Network.REGTEST) as reopened:
+        assert reopened.tip() == (8, _hash(more[-1]))
+        assert [reopened.header_at(h).serialize() for h in range(1, 9)] == strong + more
+
+
+class _FailingWrites:
+    """A connection that fails the statement appending to the active chain (a full disk)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql, *args):
+        if sql.startswith("WITH RECURSIVE"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
+def test_a_failed_write_rolls_back_the_batch_and_the_memory(tmp_path):
+    path = str(tmp_path / "regtest.sqlite")
+    a = branch(REGTEST_GENESIS, 5, b"a")
+    with HeaderChain(path, Network.REGTEST) as chain:
+        chain.add_headers(a[:2])
+        real, chain._db = chain._db, _FailingWrites(chain._db)
+        with pytest.raises(sqlite3.OperationalError):
+            chain.add_headers(a[2:])
+        chain._db = real
+        assert not real.in_transaction
+        assert chain.tip() == (2, _hash(a[1])) and chain.header_by_hash(_hash(a[2])) is None
+        assert chain.add_headers(a[2:]) == 3                     # not mistaken for known headers
+        assert chain.tip() == (5, _hash(a[-1]))
+    with HeaderChain(path, Network.REGTEST) as chain:
+        assert [chain.header_at(h).serialize() for h in range(1, 6)] == a
+
+
 def _write_unversioned_file(path: str, active: list[bytes], side: list[bytes]) -> None:
     """A regtest chain from genesis in the layout written before the file had a version."""
     db = sqlite3.connect(path)
@@ -520,5 +578,6 @@ def test_sync_from_the_embedded_node_follows_its_reorg(tmp_path):
             source.node.submit_block(raw)
             parent = _hash(raw[:80])
         assert source.tip().height == 7
-        chain.sync_from(source)
+        assert chain.sync_from(source) == 4                # the new branch from height 4 on
         assert chain.tip() == (source.tip().height, source.tip().block_hash)
+        assert [chain.header_at(h).serialize() for h in range(8)] == source.headers(0, 8)
