@@ -14,6 +14,7 @@ from embit.transaction import Transaction
 
 from ...errors import MalformedInput
 from ..errors import TxRejected
+from ..network import PARAMS, Network
 from ..tx import is_coinbase, parse_tx, txid_of
 from .kernel import verify_scripts
 from .sigops import MAX_TX_SIGOPS_COST, sigop_cost
@@ -21,8 +22,7 @@ from .store import Store, Utxo, is_unspendable
 
 COIN = 100_000_000
 MAX_MONEY = 21_000_000 * COIN
-COINBASE_MATURITY = 100
-MAX_BLOCK_WEIGHT = 4_000_000
+COINBASE_MATURITY = PARAMS[Network.REGTEST].coinbase_maturity
 MAX_TX_WEIGHT = 400_000          # Core's MAX_STANDARD_TX_WEIGHT: keeps every entry minable
 MIN_TX_BASE_SIZE = 65            # Core's MIN_STANDARD_TX_NONWITNESS_SIZE
 LOCKTIME_THRESHOLD = 500_000_000

@@ -19,7 +19,7 @@ from .mempool import MAX_MONEY, Mempool
 from .miner import MAX_FUTURE_DRIFT, assemble, fees_of, select
 from .store import IndexDiverged, Store, Utxo
 from .sync import follow_kernel, replay_lost_blocks
-from .wallet import P2wpkhKey, blocks_until_new_coin, build_payment, spendable_coins
+from .wallet import P2wpkhKey, blocks_until_new_coin, build_payment, spendable
 
 #: The faucet gives up after mining this many blocks for one request.
 FAUCET_MAX_BLOCKS = 2_000
@@ -366,13 +366,16 @@ class RegtestNode:
             raise NodeError(f"faucet amount {amount} out of range")
         mined = 0
         while True:
-            coins = spendable_coins(self._key, self._store, self._mempool)
-            raw = build_payment(self._key, coins, bytes(script_pubkey), amount)
+            # The key's coins as the next block sees them: unconfirmed change included,
+            # what the mempool spends left out.
+            coins = self.utxos_by_script(self._key.script_pubkey)
+            tip = self._store.tip_height()
+            raw = build_payment(self._key, spendable(coins, tip + 1), bytes(script_pubkey), amount)
             if raw is not None:
                 return self.submit_tx(raw)
             if mined >= FAUCET_MAX_BLOCKS:
                 raise NodeError(f"the faucet cannot fund {amount} sat")
-            n = blocks_until_new_coin(self._key, self._store)
+            n = blocks_until_new_coin(coins, tip)
             self._mine(n, None, False)   # leave the mempool to the caller's own mining
             mined += n
 

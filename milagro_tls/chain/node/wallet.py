@@ -1,23 +1,24 @@
 """The node's miner key and the faucet's transaction builder (P2WPKH only)."""
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import coincurve
-from embit.script import Script, Witness, p2pkh_from_p2wpkh
-from embit.transaction import SIGHASH, Transaction, TransactionInput, TransactionOutput
+from embit.script import Script, Witness
+from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from ..errors import NodeError
-from ..hashes import hash160
-from .mempool import COINBASE_MATURITY, Mempool
-from .store import Store, Utxo
+from ..sighash import SIGHASH_ALL, p2wpkh_script, p2wpkh_sighash
+from .mempool import COINBASE_MATURITY
+from .store import Utxo
 
 FEE_RATE = 2                 # sat/vB; regtest has no fee market, but zero-fee looks wrong on a chart
 DUST = 546
 P2WPKH_INPUT_VBYTES = 68
 TX_OVERHEAD_VBYTES = 11
+
+Coin = tuple[bytes, int, Utxo]      # (txid wire order, vout, the output)
 
 
 class P2wpkhKey:
@@ -26,7 +27,7 @@ class P2wpkhKey:
     def __init__(self, secret: bytes) -> None:
         self._key = coincurve.PrivateKey(secret)
         self.pubkey = self._key.public_key.format(compressed=True)
-        self.script_pubkey = b"\x00\x14" + hash160(self.pubkey)
+        self.script_pubkey = p2wpkh_script(self.pubkey)
 
     @classmethod
     def load_or_create(cls, path: Path) -> "P2wpkhKey":
@@ -47,10 +48,8 @@ class P2wpkhKey:
 
     def sign_input(self, tx: Transaction, index: int, value: int) -> None:
         """BIP143 signature (SIGHASH_ALL) for a P2WPKH input of this key."""
-        script_code = p2pkh_from_p2wpkh(Script(self.script_pubkey))
-        sighash = tx.sighash_segwit(index, script_code, value, SIGHASH.ALL)
-        der = self._key.sign(sighash, hasher=None)        # low-S DER
-        tx.vin[index].witness = Witness([der + bytes([SIGHASH.ALL]), self.pubkey])
+        der = self._key.sign(p2wpkh_sighash(tx, index, self.pubkey, value), hasher=None)   # low-S DER
+        tx.vin[index].witness = Witness([der + bytes([SIGHASH_ALL]), self.pubkey])
 
     def spend(self, inputs: list[tuple[bytes, int, int]], outputs: list[tuple[int, bytes]], *,
               version: int = 2, locktime: int = 0, sequence: int = 0xFFFFFFFF) -> bytes:
@@ -72,18 +71,17 @@ def _vbytes(n_inputs: int, output_scripts: list[bytes]) -> int:
     return TX_OVERHEAD_VBYTES + P2WPKH_INPUT_VBYTES * n_inputs + outs
 
 
-def build_payment(key: P2wpkhKey, coins: list[tuple[bytes, int, Utxo]], script_pubkey: bytes,
-                  amount: int) -> bytes | None:
+def build_payment(key: P2wpkhKey, coins: list[Coin], script_pubkey: bytes, amount: int) -> bytes | None:
     """Spend the fewest of ``coins`` (largest first) to pay ``amount``; change back to the key.
 
     Returns the signed raw transaction, or None if the coins do not cover amount + fee.
     """
-    chosen: list[tuple[bytes, int, Utxo]] = []
+    chosen: list[Coin] = []
     total = 0
     for coin in sorted(coins, key=lambda c: -c[2].value):
         chosen.append(coin)
         total += coin[2].value
-        fee = math.ceil(FEE_RATE * _vbytes(len(chosen), [script_pubkey, key.script_pubkey]))
+        fee = FEE_RATE * _vbytes(len(chosen), [script_pubkey, key.script_pubkey])
         if total >= amount + fee:
             break
     else:
@@ -95,26 +93,14 @@ def build_payment(key: P2wpkhKey, coins: list[tuple[bytes, int, Utxo]], script_p
     return key.spend([(txid, vout, coin.value) for txid, vout, coin in chosen], outputs)
 
 
-
-def spendable_coins(key: P2wpkhKey, store: Store, mempool: Mempool) -> list[tuple[bytes, int, Utxo]]:
-    """The key's outputs a transaction in the next block may spend: mature confirmed
-    ones and unconfirmed change, minus what the mempool already spends."""
-    spk, next_height = key.script_pubkey, store.tip_height() + 1
-    coins = [(t, v, u) for t, v, u in store.utxos_of(spk)
-             if (t, v) not in mempool.spenders
-             and (not u.is_coinbase or next_height - u.height >= COINBASE_MATURITY)]
-    for txid, entry in mempool.entries.items():
-        for v, out in enumerate(entry.tx.vout):
-            if out.script_pubkey.data == spk and (txid, v) not in mempool.spenders:
-                coins.append((txid, v, Utxo(out.value, spk, None, False)))
-    return coins
+def spendable(coins: list[Coin], next_height: int) -> list[Coin]:
+    """The coins a transaction in block ``next_height`` may spend: all but immature coinbases."""
+    return [c for c in coins if not c[2].is_coinbase or next_height - c[2].height >= COINBASE_MATURITY]
 
 
-def blocks_until_new_coin(key: P2wpkhKey, store: Store) -> int:
-    """Blocks to mine (to the key) before another of its coinbases matures."""
-    tip = store.tip_height()
-    immature = [u.height for _, _, u in store.utxos_of(key.script_pubkey)
-                if u.is_coinbase and tip + 1 - u.height < COINBASE_MATURITY]
+def blocks_until_new_coin(coins: list[Coin], tip: int) -> int:
+    """Blocks to mine (to the key) before another of its coinbases among ``coins`` matures."""
+    immature = [u.height for _, _, u in coins if u.is_coinbase and tip + 1 - u.height < COINBASE_MATURITY]
     if immature:
         return max(1, min(immature) + COINBASE_MATURITY - 1 - tip)
     return COINBASE_MATURITY       # one new coinbase plus 99 blocks on top
