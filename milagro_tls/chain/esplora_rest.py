@@ -15,14 +15,14 @@ import json
 import re
 import threading
 
+from .block import Block
 from .chainview import ChainView
 from .errors import BlockNotFound, TxNotFound, TxRejected
 from .hashes import from_display_hex, sha256, to_display_hex
-from .header import BlockHeader
 from .merkle import merkle_branch
 from .network import Network
 from .tx import parse_tx, txid_of
-from .txjson import difficulty, esplora_status, esplora_tx, split_block, tx_weight
+from .txjson import block_weight, difficulty, esplora_status, esplora_tx
 
 _HASH = r"([0-9a-fA-F]{64})"
 TEXT, JSON, BINARY = "text/plain", "application/json", "application/octet-stream"
@@ -63,22 +63,22 @@ class ScriptIndex:
         self._scanned: dict[int, bytes] = {}      # height -> hash of the block read there
         self._mempool_seen: set[bytes] = set()
 
-    def _add(self, raw_tx: bytes) -> None:
-        for out in parse_tx(raw_tx).vout:
+    def _add(self, tx) -> None:
+        for out in tx.vout:
             self._scripts.setdefault(sha256(out.script_pubkey.data), out.script_pubkey.data)
 
     def script(self, script_hash: bytes) -> bytes | None:
         with self._lock:
             height = self.node.tip().height
             while height >= 0 and self._scanned.get(height) != (block_hash := self.node.block_hash(height)):
-                for raw in split_block(self.node.block(block_hash))[1]:
-                    self._add(raw)
+                for tx in Block.parse(self.node.block(block_hash)).txs:
+                    self._add(tx)
                 self._scanned[height] = block_hash
                 height -= 1
             for txid in self.node.mempool_txids():
                 if txid not in self._mempool_seen:
                     try:
-                        self._add(self.node.transaction(txid))
+                        self._add(parse_tx(self.node.transaction(txid)))
                     except TxNotFound:          # mined or evicted meanwhile: its block comes next time
                         continue
                     self._mempool_seen.add(txid)
@@ -165,12 +165,11 @@ class EsploraRest:
     def _block_value(self, block_hash: bytes) -> dict:
         """electrs' BlockValue (one /blocks entry)."""
         raw = self.node.block(block_hash)
-        header_bytes, raw_txs = split_block(raw)
-        header = BlockHeader.parse(header_bytes)
-        weight = 4 * (len(raw) - sum(len(t) for t in raw_txs)) + sum(tx_weight(t, parse_tx(t)) for t in raw_txs)
+        block = Block.parse(raw)
+        header = block.header
         return {"id": to_display_hex(block_hash), "height": self.view.height(block_hash)[0],
-                "version": header.version, "timestamp": header.time, "tx_count": len(raw_txs), "size": len(raw),
-                "weight": weight, "merkle_root": to_display_hex(header.merkle_root),
+                "version": header.version, "timestamp": header.time, "tx_count": len(block.txs), "size": len(raw),
+                "weight": block_weight(block), "merkle_root": to_display_hex(header.merkle_root),
                 "previousblockhash": to_display_hex(header.prev_hash) if any(header.prev_hash) else None,
                 "mediantime": self.view.mediantime(block_hash), "nonce": header.nonce, "bits": header.bits,
                 "difficulty": difficulty(header.bits)}
@@ -202,10 +201,10 @@ class EsploraRest:
     def block_txids(self, hash_hex):
         self._header(hash_hex)
         try:
-            _, raw_txs = split_block(self.node.block(from_display_hex(hash_hex)))
+            block = Block.parse(self.node.block(from_display_hex(hash_hex)))
         except BlockNotFound:
             raise HttpError(404, "Block not found") from None
-        return _json([to_display_hex(txid_of(parse_tx(t))) for t in raw_txs])
+        return _json([to_display_hex(t) for t in block.txids()])
 
     def block_height(self, height):
         height = int(height)
@@ -251,8 +250,7 @@ class EsploraRest:
         if location is None:
             raise HttpError(404, "Transaction not found or is unconfirmed")
         block_hash, height, pos = location
-        _, raw_txs = split_block(self.node.block(block_hash))
-        txids = [txid_of(parse_tx(t)) for t in raw_txs]
+        txids = Block.parse(self.node.block(block_hash)).txids()
         return _json({"block_height": height,
                       "merkle": [to_display_hex(h) for h in merkle_branch(txids, pos)], "pos": pos})
 

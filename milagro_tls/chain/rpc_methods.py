@@ -12,18 +12,19 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from .block import Block
 from .chainview import ChainView
 from .errors import BlockNotFound, NodeError, TxNotFound, TxRejected
 from .hashes import sha256d, to_display_hex
 from .merkleblock_build import build_merkleblock
 from .network import Network
-from .script_text import address_to_script
+from .script_text import address_to_script, is_unspendable
 from .tx import parse_tx, txid_of
 from .rpc_protocol import (
     COIN, RPC_DESERIALIZATION_ERROR, RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND, RPC_MISC_ERROR, RPC_VERIFY_ALREADY_IN_CHAIN, RPC_VERIFY_ERROR, RPC_VERIFY_REJECTED,
     RpcError, as_amount, as_array, as_bool, as_hash, as_int, as_str, as_verbosity, as_vout)
-from .txjson import btc, core_block, core_header, core_tx, difficulty, script_pubkey_json, split_block, tx_weight
+from .txjson import btc, core_block, core_header, core_tx, difficulty, script_pubkey_json, tx_fee, tx_weight
 
 DEFAULT_MAX_FEE_RATE = Decimal("0.10")       # BTC/kvB, Core's sendrawtransaction default
 TX_NOT_FOUND = "No such mempool or blockchain transaction. Use gettransaction for wallet transactions."
@@ -38,11 +39,6 @@ def _script(text: str) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         raise RpcError(RPC_INVALID_PARAMETER, "script_pubkey must be hex") from None
-
-
-def is_unspendable(script: bytes) -> bool:
-    """Core's CScript::IsUnspendable (what maxburnamount limits)."""
-    return (script[:1] == b"\x6a") or len(script) > 10_000
 
 
 def rpc(name: str, *params: tuple):
@@ -230,11 +226,11 @@ class RpcMethods:
             if location is None:
                 raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, "Transaction not yet in block")
             block_hash = location[0]
-        header, raw_txs = split_block(self._block(block_hash))
-        in_block = [txid_of(parse_tx(t)) for t in raw_txs]
+        block = Block.parse(self._block(block_hash))
+        in_block = block.txids()
         if not set(txids) <= set(in_block):
             raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, "Not all transactions found in specified or retrieved block")
-        return build_merkleblock(header, in_block, set(txids)).hex()
+        return build_merkleblock(block.header.serialize(), in_block, set(txids)).hex()
 
     def _decode(self, hexstring: str, message: str = DECODE_FAILED) -> tuple[bytes, object]:
         try:
@@ -244,10 +240,8 @@ class RpcMethods:
             raise RpcError(RPC_DESERIALIZATION_ERROR, message) from None
 
     def _fee(self, tx) -> int | None:
-        coins = [self.node.utxo(i.txid[::-1], i.vout, True) for i in tx.vin]
-        if any(c is None for c in coins):
-            return None
-        return sum(c.value for c in coins) - sum(o.value for o in tx.vout)
+        """The fee of a transaction the mempool would accept: its inputs are unspent coins."""
+        return tx_fee(tx, [self.node.utxo(i.txid[::-1], i.vout, True) for i in tx.vin])
 
     @rpc("sendrawtransaction", ("hexstring", as_str, ...), ("maxfeerate", as_amount, None),
          ("maxburnamount", as_amount, 0))

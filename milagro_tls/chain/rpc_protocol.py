@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from .hashes import from_display_hex
-
-COIN = 100_000_000
+from .txjson import COIN, MAX_MONEY
 
 # Core's RPCErrorCode values (src/rpc/protocol.h).
 RPC_MISC_ERROR = -1
@@ -96,7 +95,7 @@ def as_amount(value, name: str) -> int:
         sats = Decimal(str(value)) * COIN
     except InvalidOperation:
         raise RpcError(RPC_TYPE_ERROR, "Invalid amount") from None
-    if sats < 0 or sats > 21_000_000 * COIN:
+    if sats < 0 or sats > MAX_MONEY:
         raise RpcError(RPC_TYPE_ERROR, "Amount out of range")
     if sats != sats.to_integral_value():
         raise RpcError(RPC_TYPE_ERROR, "Invalid amount")

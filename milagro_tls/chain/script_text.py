@@ -43,6 +43,13 @@ _ESPLORA_NAMES = {**_NAMES, 0xB1: "OP_CLTV", 0xB2: "OP_CSV", 0xFF: "OP_INVALIDOP
 _PUSHDATA_NAMES = {OP_PUSHDATA1: "OP_PUSHDATA1", OP_PUSHDATA2: "OP_PUSHDATA2", OP_PUSHDATA4: "OP_PUSHDATA4"}
 _SIGHASH_NAMES = {0x01: "ALL", 0x81: "ALL|ANYONECANPAY", 0x02: "NONE",
                   0x82: "NONE|ANYONECANPAY", 0x03: "SINGLE", 0x83: "SINGLE|ANYONECANPAY"}
+#: Core's MAX_SCRIPT_SIZE: a longer scriptPubKey can never be spent.
+MAX_SCRIPT_SIZE = 10_000
+
+
+def is_unspendable(script: bytes) -> bool:
+    """Core's CScript::IsUnspendable: such outputs never enter the UTXO set."""
+    return script[:1] == bytes([OP_RETURN]) or len(script) > MAX_SCRIPT_SIZE
 
 
 def iter_ops(script: bytes):
@@ -210,7 +217,7 @@ def esplora_type(script: bytes) -> str:
              "witness_v1_taproot": "v1_p2tr"}
     if kind in names:
         return names[kind]
-    return "provably_unspendable" if script[0] == 0xFF or len(script) > 10_000 else "unknown"
+    return "provably_unspendable" if script[0] == 0xFF or len(script) > MAX_SCRIPT_SIZE else "unknown"
 
 
 def address(script: bytes, network: Network) -> str | None:

@@ -13,13 +13,15 @@ from typing import NamedTuple
 from embit import compact
 from embit.transaction import Transaction
 
+from .block import Block
 from .hashes import sha256d, to_display_hex
-from .header import BlockHeader
+from .header import HEADER_SIZE, BlockHeader
 from .network import Network
 from .script_text import core_asm, core_type, descriptor, address, esplora_asm, esplora_type, iter_ops
 from .tx import is_coinbase, parse_tx, txid_of
 
 COIN = 100_000_000
+MAX_MONEY = 21_000_000 * COIN
 ZERO_HASH = b"\x00" * 32
 
 
@@ -35,15 +37,18 @@ def btc(sats: int) -> float:
     return sats / COIN
 
 
-def stripped_bytes(tx: Transaction) -> bytes:
-    """The serialization without marker, flag and witnesses (what the txid hashes)."""
-    return (tx.version.to_bytes(4, "little") + compact.to_bytes(len(tx.vin))
-            + b"".join(i.serialize() for i in tx.vin) + compact.to_bytes(len(tx.vout))
-            + b"".join(o.serialize() for o in tx.vout) + tx.locktime.to_bytes(4, "little"))
-
-
 def tx_weight(raw: bytes, tx: Transaction) -> int:
-    return len(stripped_bytes(tx)) * 3 + len(raw)
+    """BIP141 weight: 3 x the size without witness data + the full size."""
+    if not tx.is_segwit:
+        return 4 * len(raw)
+    stripped = len(raw) - 2 - sum(len(i.witness.serialize()) for i in tx.vin)    # minus marker, flag
+    return 3 * stripped + len(raw)
+
+
+def block_weight(block: Block) -> int:
+    """BIP141 weight of a block: header and transaction count weigh 4 per byte, each transaction its own."""
+    overhead = HEADER_SIZE + len(compact.to_bytes(len(block.txs)))
+    return 4 * overhead + sum(tx_weight(raw, tx) for raw, tx in zip(block.raw_txs, block.txs))
 
 
 def difficulty(bits: int) -> float:
@@ -141,16 +146,8 @@ def core_header(header: bytes, ctx: HeaderContext) -> dict:
 
 
 def split_block(raw: bytes) -> tuple[bytes, list[bytes]]:
-    """(header, raw transactions) of a block the node gave us (trusted, so embit's reader suffices)."""
-    stream = io.BytesIO(raw[80:])
-    count = compact.read_from(stream)
-    txs = []
-    for _ in range(count):
-        start = stream.tell()
-        Transaction.read_from(stream)
-        end = stream.tell()
-        txs.append(raw[80 + start:80 + end])
-    return raw[:80], txs
+    """(header, raw transactions); MalformedInput unless the block parses strictly."""
+    return raw[:HEADER_SIZE], list(Block.parse(raw).raw_txs)
 
 
 def block_tx_count(raw: bytes) -> int:
@@ -163,11 +160,11 @@ def core_block(raw: bytes, ctx: HeaderContext, network: Network, verbosity: int,
 
     ``prevouts_for(raw_tx) -> list[Prevout | None]`` supplies spent outputs for the fee.
     """
-    header, raw_txs = split_block(raw)
-    txs = [parse_tx(t) for t in raw_txs]
-    stripped = 80 + len(compact.to_bytes(len(txs))) + sum(len(stripped_bytes(t)) for t in txs)
-    out = core_header(header, ctx)
-    out.update({"strippedsize": stripped, "size": len(raw), "weight": stripped * 3 + len(raw)})
+    block = Block.parse(raw)
+    txs, raw_txs = block.txs, block.raw_txs
+    weight = block_weight(block)
+    out = core_header(raw[:HEADER_SIZE], ctx)
+    out.update({"strippedsize": (weight - len(raw)) // 3, "size": len(raw), "weight": weight})
     cb = txs[0]
     coinbase_tx = {"version": cb.version, "locktime": cb.locktime, "sequence": cb.vin[0].sequence,
                    "coinbase": cb.vin[0].script_sig.data.hex()}
@@ -175,7 +172,7 @@ def core_block(raw: bytes, ctx: HeaderContext, network: Network, verbosity: int,
         coinbase_tx["witness"] = bytes(cb.vin[0].witness.items[0]).hex()
     out["coinbase_tx"] = coinbase_tx
     if verbosity <= 1:
-        out["tx"] = [to_display_hex(txid_of(t)) for t in txs]
+        out["tx"] = [to_display_hex(t) for t in block.txids()]
     else:
         out["tx"] = [core_tx(r, network, prevouts_for(r) if prevouts_for and i else None, verbosity >= 3)
                      for i, r in enumerate(raw_txs)]

@@ -5,7 +5,7 @@ import pytest
 
 from milagro_tls.chain.block import Block
 from milagro_tls.chain.errors import BlockRejected
-from milagro_tls.chain.node.store import is_unspendable
+from milagro_tls.chain.script_text import is_unspendable
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain.tx import is_coinbase, parse_tx
 

@@ -14,6 +14,7 @@ import stat
 
 import httpx
 import pytest
+from embit.transaction import Transaction, TransactionInput
 from helpers.fixtures import fixture_path
 
 from milagro_tls.chain.block import Block
@@ -467,6 +468,35 @@ def test_esplora_blocks(chain):
     assert httpx.get(f"{base}/block/{'00' * 32}/raw").status_code == 404
     assert httpx.get(f"{base}/block/xyz/header").status_code == 400
     assert httpx.get(base + "/no/such/path").status_code == 404
+
+
+def test_esplora_block_pages_status_and_txids(chain):
+    base, rpc, node = chain["server"].url, chain["rpc"], chain["node"]
+    page = httpx.get(base + "/blocks").json()
+    assert [b["height"] for b in page] == list(range(102, 92, -1))
+    top, core = page[0], rpc("getblock", to_display_hex(chain["block"]))
+    block = Block.parse(node.block(chain["block"]))
+    # The stripped size counted independently: each transaction serialized without its witnesses.
+    bare = [Transaction(t.version, [TransactionInput(i.txid, i.vout, i.script_sig, i.sequence) for i in t.vin],
+                        t.vout, t.locktime) for t in block.txs]
+    stripped = 80 + 1 + sum(len(t.serialize()) for t in bare)
+    assert core["strippedsize"] == stripped and core["weight"] == 3 * stripped + core["size"]
+    assert top["weight"] == core["weight"] < 4 * core["size"]
+    assert (top["id"], top["size"], top["tx_count"], top["mediantime"]) == (
+        core["hash"], core["size"], core["nTx"], core["mediantime"]) and top["tx_count"] == 3
+    assert (top["merkle_root"], top["previousblockhash"], top["nonce"], top["bits"]) == (
+        core["merkleroot"], core["previousblockhash"], core["nonce"], int(core["bits"], 16))
+    low = httpx.get(base + "/blocks/5").json()
+    assert [b["height"] for b in low] == [5, 4, 3, 2, 1, 0] and low[-1]["previousblockhash"] is None
+    assert all(b["weight"] == 4 * b["size"] for b in low)               # no witness data below block 102
+    assert httpx.get(base + "/blocks/103").status_code == 404
+    h101, h102 = to_display_hex(node.block_hash(101)), to_display_hex(chain["block"])
+    assert httpx.get(f"{base}/block/{h101}/status").json() == {"in_best_chain": True, "height": 101,
+                                                               "next_best": h102}
+    assert httpx.get(f"{base}/block/{h102}/status").json() == {"in_best_chain": True, "height": 102}
+    assert httpx.get(f"{base}/block/{h102}/txids").json() == core["tx"] == [to_display_hex(t) for t in block.txids()]
+    assert httpx.get(f"{base}/block/{'00' * 32}/txids").status_code == 404
+    assert httpx.get(f"{base}/block/{'00' * 32}/status").status_code == 404
 
 
 def test_esplora_transactions(chain):

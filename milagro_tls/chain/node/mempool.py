@@ -15,13 +15,13 @@ from embit.transaction import Transaction
 from ...errors import MalformedInput
 from ..errors import TxRejected
 from ..network import PARAMS, Network
+from ..script_text import is_unspendable
 from ..tx import is_coinbase, parse_tx, txid_of
+from ..txjson import MAX_MONEY, tx_weight
 from .kernel import verify_scripts
 from .sigops import MAX_TX_SIGOPS_COST, sigop_cost
-from .store import Store, Utxo, is_unspendable
+from .store import Store, Utxo
 
-COIN = 100_000_000
-MAX_MONEY = 21_000_000 * COIN
 COINBASE_MATURITY = PARAMS[Network.REGTEST].coinbase_maturity
 MAX_TX_WEIGHT = 400_000          # Core's MAX_STANDARD_TX_WEIGHT: keeps every entry minable
 MIN_TX_BASE_SIZE = 65            # Core's MIN_STANDARD_TX_NONWITNESS_SIZE
@@ -51,14 +51,6 @@ class Entry:
     weight: int
     sigops: int
     prevouts: tuple[Outpoint, ...]
-
-
-def weight_of(tx: Transaction, raw: bytes) -> int:
-    """BIP141 weight: 3 x the size without witness + the full size."""
-    if not tx.is_segwit:
-        return 4 * len(raw)
-    base = len(raw) - 2 - sum(len(i.witness.serialize()) for i in tx.vin)   # minus marker, flag
-    return 3 * base + len(raw)
 
 
 def _prevout(inp) -> Outpoint:
@@ -131,7 +123,7 @@ class Mempool:
             raise reject("bad-txns-vin-empty")
         if not tx.vout:
             raise reject("bad-txns-vout-empty")
-        weight = weight_of(tx, raw)
+        weight = tx_weight(raw, tx)
         if weight > MAX_TX_WEIGHT:
             raise reject("tx-size")
         if (weight - len(raw)) // 3 < MIN_TX_BASE_SIZE:

@@ -17,13 +17,13 @@ from ..header import BlockHeader, bits_to_target
 from ..merkle import merkle_root
 from ..network import PARAMS, Network
 from ..tx import parse_tx, txid_of, wtxid_of
+from ..txjson import COIN
 from .sigops import MAX_BLOCK_SIGOPS_COST
 
 REGTEST = PARAMS[Network.REGTEST]
 BLOCK_VERSION = 0x20000000          # BIP9 top bits, no deployment signalled
 REGTEST_BITS = REGTEST.pow_limit_bits
 MAX_FUTURE_DRIFT = 2 * 60 * 60      # Core rejects blocks more than 2 h ahead of its clock
-COIN = 100_000_000
 MAX_BLOCK_WEIGHT = 4_000_000
 #: Room left for the header and the coinbase (whose payee script is the caller's choice).
 COINBASE_RESERVE_WEIGHT = 8_000

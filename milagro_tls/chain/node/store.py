@@ -25,6 +25,7 @@ from pathlib import Path
 
 from embit.transaction import Transaction
 
+from ..script_text import is_unspendable
 from ..tx import is_coinbase, txid_of
 
 _SCHEMA = """
@@ -45,7 +46,6 @@ CREATE INDEX IF NOT EXISTS spent_height ON spent(height);
 CREATE TABLE IF NOT EXISTS mempool(seq INTEGER PRIMARY KEY, txid BLOB NOT NULL UNIQUE, raw BLOB NOT NULL);
 """
 
-MAX_SCRIPT_SIZE = 10_000
 #: Bumped when the tables change; an index of another version is rebuilt from the kernel.
 SCHEMA_VERSION = 2
 
@@ -56,11 +56,6 @@ class Utxo:
     script_pubkey: bytes
     height: int | None          # None while the creating transaction is in the mempool
     is_coinbase: bool
-
-
-def is_unspendable(script_pubkey: bytes) -> bool:
-    """Core's CScript::IsUnspendable: such outputs never enter the UTXO set."""
-    return (len(script_pubkey) > 0 and script_pubkey[0] == 0x6A) or len(script_pubkey) > MAX_SCRIPT_SIZE
 
 
 class IndexDiverged(RuntimeError):
