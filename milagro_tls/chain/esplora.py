@@ -39,8 +39,7 @@ class EsploraSource(EsploraSteps, SteppedSource):
 
     def __init__(self, base_url: str, *, network: Network | None = None, timeout: float = 30.0,
                  retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
-        self._setup(base_url, network)
-        self.retry = retry or RetryPolicy()
+        self._setup(base_url, network, retry)
         self._http = httpx.Client(timeout=timeouts(timeout), transport=transport)
 
     def close(self) -> None:
@@ -61,8 +60,7 @@ class AsyncEsploraSource(EsploraSteps, AsyncSteppedSource):
 
     def __init__(self, base_url: str, *, network: Network | None = None, timeout: float = 30.0,
                  retry: RetryPolicy | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._setup(base_url, network)
-        self.retry = retry or RetryPolicy()
+        self._setup(base_url, network, retry)
         self._http = httpx.AsyncClient(timeout=timeouts(timeout), transport=transport)
 
     async def aclose(self) -> None:

@@ -9,18 +9,18 @@ and the shape of every JSON body: a malformed reply is a SourceError.
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import MalformedInput
+from .block import Block
 from .errors import BlockNotFound, SourceError, TxNotFound, TxRejected
 from .hashes import sha256, sha256d, to_display_hex
+from .header import HEADER_STRUCT
 from .network import PARAMS, Network
-from .rpc_parse import checked_tx
 from .source import Tip, TxStatus, UnspentOutput
-from .transport import checked, display_hash, field, hash_field, hex_bytes
-from .tx import parse_tx, txid_of
-from .txjson import split_block
+from .transport import (RetryPolicy, broadcast_txid, checked, checked_block, checked_header, checked_tx, display_hash, field,
+                        hash_field, hex_bytes, linked)
 
 TEXT, JSON, BYTES = "text", "json", "bytes"
 #: Headers per /blocks page we count on (electrs' BLOCK_LIMIT; mempool.space serves 15).
@@ -76,8 +76,9 @@ def header_from_block_value(value: dict, where: str) -> tuple[int, bytes]:
     # nVersion is signed in Core (some servers print it so): either form packs to the same bytes.
     if not (-(1 << 31) <= version < _U32 and all(0 <= f < _U32 for f in (timestamp, bits, nonce))):
         raise SourceError(f"{where}: header field out of range")
-    raw = struct.pack("<I32s32sIII", version % _U32, b"\x00" * 32 if prev is None else display_hash(prev, where),
-                      hash_field(value, "merkle_root", where), timestamp, bits, nonce)
+    raw = HEADER_STRUCT.pack(version - _U32 if version >= 1 << 31 else version,
+                             b"\x00" * 32 if prev is None else display_hash(prev, where),
+                             hash_field(value, "merkle_root", where), timestamp, bits, nonce)
     if sha256d(raw) != hash_field(value, "id", where):
         raise SourceError(f"{where}: the header rebuilt from its fields does not hash to its id")
     return field(value, "height", int, where), raw
@@ -125,9 +126,10 @@ def fee_rate_from_estimates(body, target_blocks: int) -> float | None:
 class EsploraSteps:
     """State and the ChainSource logic shared by EsploraSource and AsyncEsploraSource."""
 
-    def _setup(self, base_url: str, network: Network | None) -> None:
+    def _setup(self, base_url: str, network: Network | None, retry: RetryPolicy | None) -> None:
         self.base_url = base_url.rstrip("/")
         self._expected, self._network = network, None
+        self.retry = retry or RetryPolicy()
 
     def _network_steps(self):
         """Esplora has no network call: the genesis block names the chain."""
@@ -161,11 +163,8 @@ class EsploraSteps:
     def _header_steps(self, height: int):
         block_hash = yield from self._hash_at_steps(height)
         hex_hash = to_display_hex(block_hash)
-        raw = hex_bytes((yield Get(f"/block/{hex_hash}/header", not_found=lambda: BlockNotFound(hex_hash))),
-                        "header")
-        if len(raw) != 80 or sha256d(raw) != block_hash:
-            raise SourceError(f"header returned for {hex_hash} does not hash to it")
-        return raw
+        found = yield Get(f"/block/{hex_hash}/header", not_found=lambda: BlockNotFound(hex_hash))
+        return checked_header(hex_bytes(found, "header"), block_hash)
 
     def _headers_steps(self, start: int, count: int):
         """Ten headers a request: each /blocks page lists blocks from a height down, with the
@@ -184,17 +183,12 @@ class EsploraSteps:
         out = []
         for height in range(start, end):
             out.append(found[height] if height in found else (yield from self._header_steps(height)))
-        for prev, cur in zip(out, out[1:]):
-            if cur[4:36] != sha256d(prev):
-                raise SourceError("the chain changed while its headers were read; retry")
-        return out
+        return linked(out)
 
     def _block_steps(self, block_hash: bytes):
         hex_hash = to_display_hex(block_hash)
-        raw = yield Get(f"/block/{hex_hash}/raw", BYTES, not_found=lambda: BlockNotFound(hex_hash))
-        if len(raw) < 81 or sha256d(raw[:80]) != block_hash:
-            raise SourceError(f"block returned for {hex_hash} does not hash to it")
-        return raw
+        return checked_block((yield Get(f"/block/{hex_hash}/raw", BYTES, not_found=lambda: BlockNotFound(hex_hash))),
+                             block_hash)
 
     def _in_block_steps(self, txid: bytes, block_hash: bytes):
         """TxNotFound unless the block lists the transaction (its word: the verifier checks
@@ -208,14 +202,20 @@ class EsploraSteps:
     def _tx_steps(self, txid: bytes, block_hash: bytes | None):
         tx_hex = to_display_hex(txid)
         if block_hash is None:
-            return checked_tx((yield Get(f"/tx/{tx_hex}/hex", not_found=lambda: TxNotFound(tx_hex))), txid)
+            found = yield Get(f"/tx/{tx_hex}/hex", not_found=lambda: TxNotFound(tx_hex))
+            return checked_tx(hex_bytes(found, "transaction"), txid)
         yield from self._in_block_steps(txid, block_hash)
         found = yield Get(f"/tx/{tx_hex}/hex", missing_ok=True)
         if found is not None:
-            return checked_tx(found, txid)
+            return checked_tx(hex_bytes(found, "transaction"), txid)
         # In the block, unknown to the server's index (a block off its best chain): read the block.
-        for raw in split_block((yield from self._block_steps(block_hash)))[1]:
-            if txid_of(parse_tx(raw)) == txid:
+        raw_block = yield from self._block_steps(block_hash)
+        try:
+            block = Block.parse(raw_block)
+        except MalformedInput as exc:
+            raise SourceError(f"block {to_display_hex(block_hash)} does not parse: {exc}") from None
+        for found_txid, raw in zip(block.txids(), block.raw_txs):
+            if found_txid == txid:
                 return raw
         raise SourceError(f"block {to_display_hex(block_hash)} lists {tx_hex} but does not hold it")
 
@@ -248,10 +248,7 @@ class EsploraSteps:
         return fee_rate_from_estimates((yield Get("/fee-estimates", JSON)), target_blocks)
 
     def _broadcast_steps(self, raw_tx: bytes):
-        txid = display_hash((yield Post("/tx", raw_tx.hex())), "POST /tx")
-        if txid != txid_of(parse_tx(raw_tx)):
-            raise SourceError("POST /tx answered with another txid")
-        return txid
+        return broadcast_txid((yield Post("/tx", raw_tx.hex())), raw_tx, "POST /tx")
 
     # --- the one translation of HTTP statuses ---
 

@@ -18,17 +18,9 @@ import httpx
 
 from .hashes import from_display_hex
 from .network import Network
-from .rpc_parse import (  # noqa: F401  (parsers re-exported: part of this module's API)
-    NO_TXINDEX_HINT, RpcCallError, checked_block, checked_header, checked_tx, fee_rate_from_estimate,
-    network_of_chain, sats, status_from_verbose, tip_from_chaininfo, translate_error, unspents_from_scan, unwrap,
-    utxo_from_gettxout)
-from .rpc_steps import JSON_HEADERS, LABEL, Batch, Call, RpcSteps, answered
+from .rpc_steps import Batch, Call, RpcSteps
 from .stepped import AsyncSteppedSource, SteppedSource
 from .transport import RetryPolicy, send, send_async, timeouts
-
-__all__ = ["AsyncRpcSource", "RpcSource", "RpcCallError", "NO_TXINDEX_HINT", "checked_block", "checked_header",
-           "checked_tx", "fee_rate_from_estimate", "network_of_chain", "sats", "status_from_verbose",
-           "tip_from_chaininfo", "translate_error", "unspents_from_scan", "unwrap", "utxo_from_gettxout"]
 
 
 class RpcSource(RpcSteps, SteppedSource):
@@ -49,9 +41,7 @@ class RpcSource(RpcSteps, SteppedSource):
             return []            # JSON-RPC forbids an empty batch; there is nothing to ask
         body, ids, idempotent, timeout = self._payload(request)
         for attempt in (0, 1):
-            resp = send(self._http, "POST", self.url, label=LABEL, policy=self.retry, idempotent=idempotent,
-                        answered=answered, content=body, auth=self._auth, headers=JSON_HEADERS,
-                        timeout=timeouts(timeout) if timeout else httpx.USE_CLIENT_DEFAULT)
+            resp = send(self._http, "POST", self.url, **self._post_args(body, idempotent, timeout))
             if not self._refused(resp, attempt):
                 return self._result(request, ids, self._body(resp))
         raise AssertionError("unreachable")
@@ -69,9 +59,6 @@ class RpcSource(RpcSteps, SteppedSource):
     def mine(self, n: int = 1, script_pubkey: bytes | None = None) -> list[bytes]:
         params = (n,) if script_pubkey is None else (n, script_pubkey.hex())
         return [from_display_hex(h) for h in self.call("milagro_mine", *params)]
-
-    def generatetoaddress(self, n: int, address: str) -> list[bytes]:
-        return [from_display_hex(h) for h in self.call("generatetoaddress", n, address)]
 
     def faucet(self, script_pubkey: bytes, amount: int) -> bytes:
         return from_display_hex(self.call("milagro_faucet", script_pubkey.hex(), amount))
@@ -97,10 +84,7 @@ class AsyncRpcSource(RpcSteps, AsyncSteppedSource):
             return []
         body, ids, idempotent, timeout = self._payload(request)
         for attempt in (0, 1):
-            resp = await send_async(self._http, "POST", self.url, label=LABEL, policy=self.retry,
-                                    idempotent=idempotent, answered=answered, content=body, auth=self._auth,
-                                    headers=JSON_HEADERS,
-                                    timeout=timeouts(timeout) if timeout else httpx.USE_CLIENT_DEFAULT)
+            resp = await send_async(self._http, "POST", self.url, **self._post_args(body, idempotent, timeout))
             if not self._refused(resp, attempt):
                 return self._result(request, ids, self._body(resp))
         raise AssertionError("unreachable")
@@ -110,10 +94,3 @@ class AsyncRpcSource(RpcSteps, AsyncSteppedSource):
 
     async def batch(self, calls: list[tuple[str, tuple]]) -> list:
         return await self._execute(Batch(tuple(Call(m, tuple(p)) for m, p in calls)))
-
-    async def mine(self, n: int = 1, script_pubkey: bytes | None = None) -> list[bytes]:
-        params = (n,) if script_pubkey is None else (n, script_pubkey.hex())
-        return [from_display_hex(h) for h in await self.call("milagro_mine", *params)]
-
-    async def faucet(self, script_pubkey: bytes, amount: int) -> bytes:
-        return from_display_hex(await self.call("milagro_faucet", script_pubkey.hex(), amount))

@@ -9,12 +9,11 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from .errors import BlockNotFound, SourceError, TxNotFound, TxRejected
-from .hashes import sha256d, to_display_hex
+from .hashes import to_display_hex
 from .network import Network
 from .rpc_protocol import COIN
 from .source import Tip, UnspentOutput
-from .transport import checked, field, hash_field, hex_bytes
-from .tx import parse_tx, txid_of
+from .transport import checked, field, hash_field, hex_bytes, tx_with_id
 
 _CHAINS = {"main": Network.MAINNET, "test": Network.TESTNET3, "testnet4": Network.TESTNET4,
            "signet": Network.SIGNET, "regtest": Network.REGTEST}
@@ -97,31 +96,6 @@ def tip_from_chaininfo(info: dict) -> Tip:
     return Tip(field(info, "blocks", int, "getblockchaininfo"), hash_field(info, "bestblockhash", "getblockchaininfo"))
 
 
-def checked_header(hex_header: str, block_hash: bytes) -> bytes:
-    raw = hex_bytes(hex_header, "getblockheader")
-    if len(raw) != 80 or sha256d(raw) != block_hash:
-        raise SourceError(f"header returned for {to_display_hex(block_hash)} does not hash to it")
-    return raw
-
-
-def checked_block(hex_block: str, block_hash: bytes) -> bytes:
-    raw = hex_bytes(hex_block, "getblock")
-    if len(raw) < 81 or sha256d(raw[:80]) != block_hash:
-        raise SourceError(f"block returned for {to_display_hex(block_hash)} does not hash to it")
-    return raw
-
-
-def checked_tx(hex_tx: str, txid: bytes) -> bytes:
-    raw = hex_bytes(hex_tx, "transaction")
-    try:
-        ok = txid_of(parse_tx(raw)) == txid
-    except ValueError:              # MalformedInput
-        ok = False
-    if not ok:
-        raise SourceError(f"transaction returned for {to_display_hex(txid)} does not parse to that txid")
-    return raw
-
-
 def status_from_verbose(tx: dict, txid: bytes) -> tuple[bytes | None, bool]:
     """(block hash, on the active chain) from a ``getrawtransaction <txid> true`` body."""
     if hash_field(tx, "txid", "getrawtransaction") != txid:
@@ -177,7 +151,7 @@ def scan_mempool(raws: list[tuple[bytes, str]], script_pubkey: bytes) -> tuple[s
     spent: set[tuple[bytes, int]] = set()
     paying: list[UnspentOutput] = []
     for txid, hex_tx in raws:
-        tx = parse_tx(checked_tx(hex_tx, txid))
+        tx = tx_with_id(hex_bytes(hex_tx, "getrawtransaction"), txid)
         spent.update((i.txid[::-1], i.vout) for i in tx.vin)     # embit keeps txids in display order
         paying += [UnspentOutput(txid, n, o.value, script_pubkey, None, False)
                    for n, o in enumerate(tx.vout) if o.script_pubkey.data == script_pubkey]

@@ -17,15 +17,15 @@ from pathlib import Path
 import httpx
 
 from .errors import SourceError
-from .hashes import sha256d, to_display_hex
+from .hashes import to_display_hex
 from .network import Network
 from .rpc_parse import (
-    RpcCallError, checked_block, checked_header, checked_tx, fee_rate_from_estimate, is_rpc_reply, network_of_chain,
-    scan_mempool, status_from_verbose, tip_from_chaininfo, unspents_from_scan, unwrap)
+    RpcCallError, fee_rate_from_estimate, is_rpc_reply, network_of_chain, scan_mempool, status_from_verbose,
+    tip_from_chaininfo, unspents_from_scan, unwrap)
 from .rpc_protocol import RPC_METHOD_NOT_FOUND
 from .source import TxStatus, UnspentOutput
-from .transport import RetryPolicy, checked, display_hash, field
-from .tx import parse_tx, txid_of
+from .transport import (RetryPolicy, broadcast_txid, checked, checked_block, checked_header, checked_tx, display_hash,
+                        field, hex_bytes, linked, timeouts)
 
 LABEL = "RPC server"
 #: Calls whose repetition changes the chain: never retried once they may have been sent.
@@ -108,6 +108,12 @@ class RpcSteps:
         timeout = max((c.timeout for c in calls if c.timeout), default=None)
         return json.dumps(body if isinstance(request, Batch) else body[0]).encode(), ids, idempotent, timeout
 
+    def _post_args(self, body: bytes, idempotent: bool, timeout: float | None) -> dict:
+        """transport.send's (or send_async's) arguments for one POST of ``body``."""
+        return {"label": LABEL, "policy": self.retry, "idempotent": idempotent, "answered": answered,
+                "content": body, "auth": self._auth, "headers": JSON_HEADERS,
+                "timeout": timeouts(timeout) if timeout else httpx.USE_CLIENT_DEFAULT}
+
     def _refused(self, resp: httpx.Response, attempt: int) -> bool:
         """True to retry once with the cookie re-read (the server restarted); raises if refused for good."""
         if resp.status_code not in (401, 403):
@@ -151,7 +157,8 @@ class RpcSteps:
 
     def _header_steps(self, height: int):
         block_hash = display_hash((yield Call("getblockhash", (height,))), "getblockhash")
-        return checked_header((yield Call("getblockheader", (to_display_hex(block_hash), False))), block_hash)
+        found = yield Call("getblockheader", (to_display_hex(block_hash), False))
+        return checked_header(hex_bytes(found, "getblockheader"), block_hash)
 
     def _headers_steps(self, start: int, count: int):
         end = min(start + count, (yield from self._tip_steps()).height + 1)
@@ -160,18 +167,14 @@ class RpcSteps:
         found = yield Batch(tuple(Call("getblockhash", (h,)) for h in range(start, end)))
         hashes = [display_hash(h, "getblockhash") for h in found]
         raws = yield Batch(tuple(Call("getblockheader", (to_display_hex(h), False)) for h in hashes))
-        out = [checked_header(r, h) for r, h in zip(raws, hashes)]
-        for prev, cur in zip(out, out[1:]):
-            if cur[4:36] != sha256d(prev):
-                raise SourceError("the chain changed while its headers were read; retry")
-        return out
+        return linked([checked_header(hex_bytes(r, "getblockheader"), h) for r, h in zip(raws, hashes)])
 
     def _block_steps(self, block_hash: bytes):
-        return checked_block((yield Call("getblock", (to_display_hex(block_hash), 0))), block_hash)
+        return checked_block(hex_bytes((yield Call("getblock", (to_display_hex(block_hash), 0))), "getblock"), block_hash)
 
     def _tx_steps(self, txid: bytes, block_hash: bytes | None):
         params = (to_display_hex(txid), 0) + ((to_display_hex(block_hash),) if block_hash else ())
-        return checked_tx((yield Call("getrawtransaction", params)), txid)
+        return checked_tx(hex_bytes((yield Call("getrawtransaction", params)), "getrawtransaction"), txid)
 
     def _tx_status_steps(self, txid: bytes, block_hash: bytes | None):
         params = (to_display_hex(txid), 1) + ((to_display_hex(block_hash),) if block_hash else ())
@@ -248,7 +251,4 @@ class RpcSteps:
         return fee_rate_from_estimate(result)
 
     def _broadcast_steps(self, raw_tx: bytes):
-        txid = display_hash((yield Call("sendrawtransaction", (raw_tx.hex(),))), "sendrawtransaction")
-        if txid != txid_of(parse_tx(raw_tx)):
-            raise SourceError("sendrawtransaction answered with another txid")
-        return txid
+        return broadcast_txid((yield Call("sendrawtransaction", (raw_tx.hex(),))), raw_tx, "sendrawtransaction")

@@ -1,5 +1,6 @@
 """HTTP plumbing shared by the bitcoind and Esplora sources: one retry policy, one
-translation of httpx's exceptions, and the JSON shape checks their parsers use.
+translation of httpx's exceptions, and the checks their parsers apply to every reply (the
+JSON's shape, and what its bytes can prove: a header's, block's or transaction's hash).
 
 Retries are for failures that say nothing about the request itself: the server could
 not be reached, did not answer in time, said it is busy (HTTP 429 and 503: Core's
@@ -20,12 +21,14 @@ from decimal import Decimal
 
 import httpx
 
-from .errors import SourceError, SourceUnavailable  # noqa: F401  (re-exported: callers catch it here)
-from .hashes import from_display_hex
+from ..errors import MalformedInput
+from .errors import SourceError, SourceUnavailable
+from .hashes import from_display_hex, sha256d, to_display_hex
+from .header import HEADER_SIZE
+from .tx import parse_tx, txid_of
 
 #: Statuses that mean "busy, not processed": safe to repeat any request.
 BUSY_STATUSES = (429, 503)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +167,49 @@ def hex_bytes(text, where: str) -> bytes:
         return bytes.fromhex(checked(text, str, where).strip())
     except ValueError:
         raise SourceError(f"{where}: not hex: {str(text)[:80]!r}") from None
+
+
+# --- what a reply's bytes prove: a reply that claims more is a SourceError ---
+
+def checked_header(raw: bytes, block_hash: bytes) -> bytes:
+    if len(raw) != HEADER_SIZE or sha256d(raw) != block_hash:
+        raise SourceError(f"header returned for {to_display_hex(block_hash)} does not hash to it")
+    return raw
+
+
+def checked_block(raw: bytes, block_hash: bytes) -> bytes:
+    if len(raw) <= HEADER_SIZE or sha256d(raw[:HEADER_SIZE]) != block_hash:
+        raise SourceError(f"block returned for {to_display_hex(block_hash)} does not hash to it")
+    return raw
+
+
+def checked_tx(raw: bytes, txid: bytes) -> bytes:
+    tx_with_id(raw, txid)
+    return raw
+
+
+def tx_with_id(raw: bytes, txid: bytes):
+    """The parsed transaction (embit's), which must parse strictly and have ``txid``."""
+    try:
+        tx = parse_tx(raw)
+    except MalformedInput:
+        tx = None
+    if tx is None or txid_of(tx) != txid:
+        raise SourceError(f"transaction returned for {to_display_hex(txid)} does not parse to that txid")
+    return tx
+
+
+def linked(headers: list[bytes]) -> list[bytes]:
+    """Headers read in several requests must still form one chain."""
+    for prev, cur in zip(headers, headers[1:]):
+        if cur[4:36] != sha256d(prev):
+            raise SourceError("the chain changed while its headers were read; retry")
+    return headers
+
+
+def broadcast_txid(answer, raw_tx: bytes, where: str) -> bytes:
+    """The txid a server answered a broadcast with, which must be the transaction's."""
+    txid = display_hash(answer, where)
+    if txid != txid_of(parse_tx(raw_tx)):
+        raise SourceError(f"{where} answered with another txid")
+    return txid

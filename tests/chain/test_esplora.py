@@ -20,7 +20,8 @@ from milagro_tls.chain.errors import BlockNotFound, SourceError, TxNotFound, TxR
 from milagro_tls.chain.esplora import AsyncEsploraSource, EsploraSource
 from milagro_tls.chain.esplora_steps import (fee_rate_from_estimates, header_from_block_value, rejection_reason,
                                              status_from_esplora, utxos_from_esplora)
-from milagro_tls.chain.hashes import from_display_hex, sha256, sha256d
+from milagro_tls.chain.hashes import from_display_hex, sha256, sha256d, to_display_hex
+from milagro_tls.chain.header import HEADER_STRUCT
 from milagro_tls.chain.network import Network
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain.server import ChainServer
@@ -124,6 +125,12 @@ def test_header_rebuilt_from_block_fields():
                      {**value, "timestamp": -1}, {**value, "merkle_root": "zz"}):
         with pytest.raises(SourceError):
             header_from_block_value(tampered, "blocks[0]")
+    # nVersion with the top bit set, printed signed (as Core) or unsigned: the same header either way
+    top_bit = HEADER_STRUCT.pack(-0x1FFF0000, b"\x11" * 32, b"\x22" * 32, 1_700_000_000, 0x1D00FFFF, 7)
+    fields = {"id": to_display_hex(sha256d(top_bit)), "height": 9, "previousblockhash": to_display_hex(b"\x11" * 32),
+              "merkle_root": to_display_hex(b"\x22" * 32), "timestamp": 1_700_000_000, "bits": 0x1D00FFFF, "nonce": 7}
+    for version in (-0x1FFF0000, (1 << 32) - 0x1FFF0000):
+        assert header_from_block_value({**fields, "version": version}, "blocks[0]") == (9, top_bit)
 
 
 def test_fee_estimates_pick_the_nearest_faster_target():

@@ -19,15 +19,16 @@ from milagro_tls.chain.hashes import from_display_hex, sha256d
 from milagro_tls.chain.network import Network
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain import rpc_steps
-from milagro_tls.chain.rpc_client import (
-    AsyncRpcSource, RpcCallError, RpcSource, checked_block, checked_header, checked_tx, fee_rate_from_estimate,
-    network_of_chain, sats, status_from_verbose, tip_from_chaininfo, translate_error, unspents_from_scan, unwrap,
-    utxo_from_gettxout)
+from milagro_tls.chain.rpc_client import AsyncRpcSource, RpcSource
+from milagro_tls.chain.rpc_parse import (
+    RpcCallError, fee_rate_from_estimate, network_of_chain, sats, status_from_verbose, tip_from_chaininfo,
+    translate_error, unspents_from_scan, unwrap, utxo_from_gettxout)
 from milagro_tls.chain.script_text import address, descriptor
 from milagro_tls.chain.server import ChainServer
 from milagro_tls.chain.source import Tip
 from milagro_tls.chain.spec import datadir_cookie, open_async_source, open_source
-from milagro_tls.chain.transport import NO_RETRY, RetryPolicy, SourceUnavailable
+from milagro_tls.chain.errors import SourceUnavailable
+from milagro_tls.chain.transport import NO_RETRY, RetryPolicy, checked_block, checked_header, checked_tx
 from milagro_tls.chain.tx import parse_tx, txid_of
 
 KEY = P2wpkhKey(bytes([11]) * 32)
@@ -70,10 +71,10 @@ def test_result_parsers_on_real_bodies():
                  "mainnet_getrawtransaction_verbose_0d37522b.json"):
         body = load("rpc", name)
         txid = from_display_hex(body["txid"])
-        assert txid_of(parse_tx(checked_tx(body["hex"], txid))) == txid
+        assert txid_of(parse_tx(checked_tx(bytes.fromhex(body["hex"]), txid))) == txid
         assert status_from_verbose(body, txid) == (from_display_hex(body["blockhash"]), True)
         with pytest.raises(SourceError):
-            checked_tx(body["hex"], b"\x01" * 32)
+            checked_tx(bytes.fromhex(body["hex"]), b"\x01" * 32)
         with pytest.raises(SourceError):
             status_from_verbose(body, b"\x01" * 32)
     value, script, confirmations, coinbase = utxo_from_gettxout(
@@ -82,10 +83,13 @@ def test_result_parsers_on_real_bodies():
         100_000, "76a914a11418d3c144876258ba02909514d90e71ad844388ac", 0, False)
     block = load("rpc", "mainnet_getblock_951658.electrumx.json")
     block_hash = from_display_hex(block["hash"])
-    assert checked_block(block["block"], block_hash) == fixture_path("blocks", "mainnet_951658.bin").read_bytes()
-    assert sha256d(checked_header(block["block"][:160], block_hash)) == block_hash
-    with pytest.raises(SourceError):
-        checked_block(block["block"], from_display_hex(block["previousblockhash"]))
+    raw_block = bytes.fromhex(block["block"])
+    assert checked_block(raw_block, block_hash) == fixture_path("blocks", "mainnet_951658.bin").read_bytes()
+    assert sha256d(checked_header(raw_block[:80], block_hash)) == block_hash
+    for wrong in (lambda: checked_block(raw_block, from_display_hex(block["previousblockhash"])),
+                  lambda: checked_block(raw_block[:80], block_hash), lambda: checked_header(raw_block[:81], block_hash)):
+        with pytest.raises(SourceError):
+            wrong()
     assert sats("0.00000001") == 1 and sats(50) == 5_000_000_000
     with pytest.raises(SourceError):
         sats("0.000000001")
@@ -205,7 +209,7 @@ def test_writes_through_rpc(tmp_path):
         raw = KEY.spend([coin], [(coin[2] - FEE, OTHER)])
         assert rpc.broadcast(raw) == txid_of(parse_tx(raw)) and rpc.mempool_txids() == [txid_of(parse_tx(raw))]
         assert rpc.outspend_unverified(spent.txid[::-1], spent.vout) == txid
-        assert rpc.generatetoaddress(1, "bcrt1qzyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3lgth6c")
+        assert len(rpc.call("generatetoaddress", 1, "bcrt1qzyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3lgth6c")) == 1
         rpc.close()
 
 
