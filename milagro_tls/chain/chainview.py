@@ -133,5 +133,14 @@ class ChainView:
             out.append(Prevout(o.value, o.script_pubkey.data, height, is_coinbase(parent)))
         return out
 
+    def spend(self, txid: bytes, vout: int) -> tuple[bytes, int | None] | None:
+        """(spending txid, its input index) when the chain or the mempool spends the output."""
+        spender = self.node.outspend(txid, vout)
+        if spender is None:
+            return None
+        spending = parse_tx(self.node.transaction(spender))
+        vin = next((i for i, t in enumerate(spending.vin) if t.txid[::-1] == txid and t.vout == vout), None)
+        return spender, vin
+
     def block_time(self, block_hash: bytes | None) -> int | None:
         return None if block_hash is None else self.header(block_hash).time

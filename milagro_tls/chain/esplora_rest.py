@@ -255,11 +255,10 @@ class EsploraRest:
                       "merkle": [to_display_hex(h) for h in merkle_branch(txids, pos)], "pos": pos})
 
     def _spend(self, txid: bytes, vout: int) -> dict:
-        spender = self.node.outspend(txid, vout)
-        if spender is None:
+        spend = self.view.spend(txid, vout)
+        if spend is None:
             return {"spent": False}
-        spending = parse_tx(self.node.transaction(spender))
-        vin = next((i for i, t in enumerate(spending.vin) if t.txid[::-1] == txid and t.vout == vout), None)
+        spender, vin = spend
         return {"spent": True, "txid": to_display_hex(spender), "vin": vin, "status": self._status(spender)}
 
     def outspend(self, txid_hex, vout):

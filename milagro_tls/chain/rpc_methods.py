@@ -360,11 +360,10 @@ class RpcMethods:
             raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, TX_NOT_FOUND) from None
         if not 0 <= vout < len(tx.vout):
             raise RpcError(RPC_INVALID_PARAMETER, "vout out of range")
-        spender = self.node.outspend(txid, vout)
-        if spender is None:
+        spend = self.view.spend(txid, vout)
+        if spend is None:
             return {"spent": False}
-        spending = parse_tx(self.node.transaction(spender))
-        vin = next((i for i, t in enumerate(spending.vin) if t.txid[::-1] == txid and t.vout == vout), None)
+        spender, vin = spend
         return {"spent": True, "txid": to_display_hex(spender), "vin": vin,
                 "confirmed": self.node.tx_status(spender).block_hash is not None}
 

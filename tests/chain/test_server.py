@@ -376,6 +376,20 @@ def test_generatetoaddress_and_milagro_methods(fresh):
     assert rpc.error("milagro_mine", -1)[0] == -8
 
 
+def test_outspend_names_the_spending_input(fresh):
+    """milagro_outspend and Esplora's /outspend agree on which input of the spender spends the output."""
+    server, rpc = fresh
+    coins = [coinbase_coin(server.node, h) for h in (1, 2)]
+    txid = to_display_hex(server.node.submit_tx(KEY.spend(coins, [(coins[0][2] + coins[1][2] - FEE, OTHER)])))
+    for mined in (False, True):
+        for n, (coin_txid, vout, _) in enumerate(coins):
+            answer = rpc("milagro_outspend", to_display_hex(coin_txid), vout)
+            assert answer == {"spent": True, "txid": txid, "vin": n, "confirmed": mined}
+            rest = httpx.get(f"{server.url}/tx/{to_display_hex(coin_txid)}/outspend/{vout}").json()
+            assert (rest["txid"], rest["vin"], rest["status"]["confirmed"]) == (txid, n, mined)
+        server.node.mine(1)
+
+
 # --- protocol errors, auth, robustness ---
 
 def test_protocol_errors_and_auth(chain):

@@ -25,6 +25,7 @@ import pbk.capi.bindings as _capi
 from pbk.script import PrecomputedTransactionData
 
 from ..errors import BlockRejected
+from ..hashes import to_display_hex
 from ..header import BlockHeader
 
 LOG_ENV = "MILAGRO_KERNEL_LOG"
@@ -183,7 +184,7 @@ class Kernel:
             self._cm.process_block(block)
         except pbk.ProcessBlockException:
             result = self._verdicts.get(block_hash)
-            raise BlockRejected(self.reason(result), block_hash[::-1].hex()) from None
+            raise BlockRejected(self.reason(result), to_display_hex(block_hash)) from None
         finally:
             verdicts, self._verdicts = self._verdicts, {}
         if verdicts.get(block_hash) is not None:

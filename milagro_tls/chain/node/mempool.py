@@ -14,6 +14,7 @@ from embit.transaction import Transaction
 
 from ...errors import MalformedInput
 from ..errors import TxRejected
+from ..hashes import to_display_hex
 from ..network import PARAMS, Network
 from ..script_text import is_unspendable
 from ..tx import is_coinbase, parse_tx, txid_of
@@ -113,7 +114,7 @@ class Mempool:
             raise TxRejected("tx-decode-failed") from None
         raw = bytes(raw)
         txid = txid_of(tx)
-        hexid = txid[::-1].hex()
+        hexid = to_display_hex(txid)
 
         def reject(reason: str):
             return TxRejected(reason, hexid)

@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 
 from ..errors import BlockNotFound, BlockRejected, DataDirLocked, NodeError, TxNotFound, TxRejected
+from ..hashes import to_display_hex
 from ..header import BlockHeader
 from ..network import Network
 from ..source import Tip, TxStatus
@@ -42,10 +43,6 @@ def _locked(method):
                 raise NodeError("the regtest node is closed")
             return method(self, *args, **kwargs)
     return wrapper
-
-
-def _hex(h: bytes) -> str:
-    return h[::-1].hex()
 
 
 class RegtestNode:
@@ -179,7 +176,7 @@ class RegtestNode:
     def header_by_hash(self, block_hash: bytes) -> bytes:
         raw = self._kernel.header(block_hash)
         if raw is None:
-            raise BlockNotFound(_hex(block_hash))
+            raise BlockNotFound(to_display_hex(block_hash))
         return raw
 
     @_locked
@@ -190,7 +187,7 @@ class RegtestNode:
         entry = self._kernel.entry(block_hash)
         block = self._kernel.block(entry) if entry is not None else None
         if block is None:
-            raise BlockNotFound(_hex(block_hash))
+            raise BlockNotFound(to_display_hex(block_hash))
         return block
 
     @_locked
@@ -201,11 +198,11 @@ class RegtestNode:
         try:
             block = self._kernel_block(block_hash)
         except BlockNotFound:
-            raise TxNotFound(_hex(txid), f"block {_hex(block_hash)} unknown") from None
+            raise TxNotFound(to_display_hex(txid), f"block {to_display_hex(block_hash)} unknown") from None
         for tx in block.transactions:
             if bytes(tx.txid) == txid:
                 return tx
-        raise TxNotFound(_hex(txid), f"not in block {_hex(block_hash)}")
+        raise TxNotFound(to_display_hex(txid), f"not in block {to_display_hex(block_hash)}")
 
     @_locked
     def transaction(self, txid: bytes, block_hash: bytes | None = None) -> bytes:
@@ -217,7 +214,7 @@ class RegtestNode:
         entry = self._mempool.entries.get(txid)
         if entry is not None:
             return entry.raw
-        raise TxNotFound(_hex(txid))
+        raise TxNotFound(to_display_hex(txid))
 
     @_locked
     def tx_status(self, txid: bytes, block_hash: bytes | None = None) -> TxStatus:
@@ -230,7 +227,7 @@ class RegtestNode:
             return TxStatus(txid, loc[0], loc[1])
         if txid in self._mempool:
             return TxStatus(txid, None, None)
-        raise TxNotFound(_hex(txid))
+        raise TxNotFound(to_display_hex(txid))
 
     @_locked
     def tx_location(self, txid: bytes) -> tuple[bytes, int, int] | None:
@@ -306,7 +303,7 @@ class RegtestNode:
         parent = tip_hash if parent is None else parent
         entry = self._kernel.entry(parent)
         if entry is None:
-            raise BlockNotFound(_hex(parent))
+            raise BlockNotFound(to_display_hex(parent))
         if txs is None:
             raws, fees = select(list(self._mempool.entries.values())) if parent == tip_hash else ([], 0)
         else:
@@ -338,10 +335,10 @@ class RegtestNode:
         if self._store.height_of(block_hash) is not None:
             return "active"
         if verdict is not None:
-            raise BlockRejected(Kernel.reason(verdict), _hex(block_hash))
+            raise BlockRejected(Kernel.reason(verdict), to_display_hex(block_hash))
         if BlockHeader.parse(raw[:80]).prev_hash == self._store.hash_at(self._store.tip_height()):
             # A valid block on the tip always has more work: the kernel refused it.
-            raise BlockRejected("rejected", _hex(block_hash))
+            raise BlockRejected("rejected", to_display_hex(block_hash))
         return "side"
 
     def _mine(self, n: int, script_pubkey: bytes | None, with_mempool: bool) -> list[bytes]:
