@@ -7,7 +7,6 @@ whether that header is on the best chain is the HeaderChain's question.
 """
 from __future__ import annotations
 
-from ..errors import MalformedInput
 from .errors import ProofMismatch
 from .hashes import sha256d, to_display_hex
 from .header import HEADER_SIZE, BlockHeader
@@ -28,8 +27,7 @@ def parse_merkleblock(raw: bytes) -> tuple[BlockHeader, int, list[tuple[bytes, i
     total = int.from_bytes(reader.take(4), "little")
     hashes = [reader.take(32) for _ in range(reader.compact_size(limit=len(raw) // 32))]
     flag_bytes = reader.take(reader.compact_size(limit=len(raw)))
-    if reader.remaining():
-        raise MalformedInput("trailing bytes after the merkleblock")
+    reader.finish()
     root, matches = _extract_matches(total, hashes, flag_bytes)
     if root != header.merkle_root:
         raise ProofMismatch(f"partial Merkle tree gives root {to_display_hex(root)}, "

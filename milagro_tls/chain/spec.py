@@ -65,6 +65,10 @@ def server_info(datadir: str | Path) -> dict | None:
     return info
 
 
+def _server_url(info: dict) -> str:
+    return info.get("rpc_url") or f"http://{info.get('host', '127.0.0.1')}:{info['port']}/"
+
+
 def find_server(datadir: str | Path, timeout: float = 10.0):
     """An RpcSource to the server that owns ``datadir``, if one runs and answers; else None."""
     from .rpc_client import RpcSource
@@ -72,11 +76,9 @@ def find_server(datadir: str | Path, timeout: float = 10.0):
     info = server_info(datadir)
     if info is None:
         return None
-    host = info.get("host", "127.0.0.1")
-    url = info.get("rpc_url") or f"http://{host}:{info['port']}/"
     try:
         # One try: a port that does not answer means "no server", and the caller falls back at once.
-        source = RpcSource(url, cookie_file=Path(datadir, COOKIE_FILE), timeout=timeout, retry=NO_RETRY)
+        source = RpcSource(_server_url(info), cookie_file=Path(datadir, COOKIE_FILE), timeout=timeout, retry=NO_RETRY)
     except SourceError:              # no cookie: the server is gone or not ready
         return None
     try:
@@ -207,8 +209,7 @@ async def open_async_source(spec: str):
         if info is None:
             raise ValueError(f"regtest://{datadir}: no chain server runs there; the embedded node has no "
                              "async form (start one with `milagro chain serve`)")
-        url = info.get("rpc_url") or f"http://{info.get('host', '127.0.0.1')}:{info['port']}/"
-        source = AsyncRpcSource(url, cookie_file=Path(datadir, COOKIE_FILE), network=Network.REGTEST)
+        source = AsyncRpcSource(_server_url(info), cookie_file=Path(datadir, COOKIE_FILE), network=Network.REGTEST)
     elif scheme == "bitcoind":
         from .rpc_client import AsyncRpcSource
         args = _bitcoind_args(spec)

@@ -335,3 +335,31 @@ def test_script_hash_is_plain_sha256(chain):
 def _as_esplora_says(coins) -> set:
     """Esplora's utxo list does not say which outputs are coinbases."""
     return {dataclasses.replace(c, coinbase=None) for c in coins}
+
+
+def test_async_parallel_pages_all_finish_before_a_failure_is_raised():
+    """One /blocks page fails at once while the others are still in flight: the failure is raised
+    only after every request has finished, so none is left running on a closing client."""
+    tip = "22" * 32
+    finished = []
+
+    async def handler(request):
+        path = request.url.path
+        if path == "/blocks/tip/hash" or path == "/block-height/25":
+            return httpx.Response(200, text=tip)
+        if path == "/blocks/tip/height":
+            return httpx.Response(200, text="25")
+        if path == "/blocks/9":
+            return httpx.Response(400, text="bad request")
+        await asyncio.sleep(0.05)
+        finished.append(path)
+        return httpx.Response(404, text="Not Found")
+
+    async def run():
+        async with AsyncEsploraSource("http://esplora.test", transport=httpx.MockTransport(handler),
+                                      retry=FAST) as source:
+            with pytest.raises(SourceError, match="HTTP 400"):
+                await source.headers(0, 26)
+            assert sorted(finished) == ["/blocks/19", "/blocks/25"]
+
+    asyncio.run(run())

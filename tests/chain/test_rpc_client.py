@@ -627,3 +627,51 @@ def test_utxos_through_the_server_with_an_empty_mempool(tmp_path):
         assert {(c.txid, c.vout, c.value) for c in coins} == {
             (c.txid, c.vout, c.value) for c in EmbeddedSource(server.node).utxos_unverified(KEY.script_pubkey)}
         assert len(coins) == 3
+
+
+def test_async_client_retries_a_busy_node_and_repeats_only_idempotent_calls():
+    """The async transport has its own loop (awaited sleeps): the same policy as the blocking one."""
+    methods = []
+
+    def busy_twice(request):
+        methods.append(json.loads(request.content)["method"])
+        if len(methods) < 3:
+            return httpx.Response(503, text="Work queue depth exceeded")
+        return rpc_reply(request, 102)
+
+    def timing_out(request):
+        methods.append(json.loads(request.content)["method"])
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    async def run(handler, method):
+        async with AsyncRpcSource("http://bitcoind.test:8332/", ("u", "p"), retry=FAST,
+                                  transport=httpx.MockTransport(handler)) as source:
+            return await source.call(method)
+
+    assert asyncio.run(run(busy_twice, "getblockcount")) == 102 and methods == ["getblockcount"] * 3
+    methods.clear()
+    with pytest.raises(SourceUnavailable, match="timed out"):
+        asyncio.run(run(timing_out, "getblockcount"))
+    with pytest.raises(SourceUnavailable):
+        asyncio.run(run(timing_out, "milagro_mine"))        # may have mined: asked once
+    assert methods == ["getblockcount"] * 3 + ["milagro_mine"]
+
+
+def test_outspend_learns_once_that_a_bitcoind_lacks_milagro_outspend():
+    """gettxout null, then milagro_outspend (our server), which a bitcoind does not have: from then
+    on only gettxspendingprevout is asked."""
+    methods, spender = [], "ab" * 32
+
+    def bitcoind(request):
+        method = json.loads(request.content)["method"]
+        methods.append(method)
+        if method == "gettxout":
+            return rpc_reply(request, None)
+        if method == "gettxspendingprevout":
+            return rpc_reply(request, [{"txid": "cd" * 32, "vout": 0, "spendingtxid": spender}])
+        return rpc_reply(request, error={"code": -32601, "message": "Method not found"})
+
+    with mock_rpc(bitcoind) as source:
+        for _ in range(2):
+            assert source.outspend_unverified(b"\x01" * 32, 0) == from_display_hex(spender)
+    assert methods == ["gettxout", "milagro_outspend", "gettxspendingprevout", "gettxout", "gettxspendingprevout"]

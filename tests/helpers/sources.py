@@ -89,5 +89,8 @@ class DelegatingSource(ChainSource):
     def utxos_unverified(self, script_pubkey):
         return self.inner.utxos_unverified(script_pubkey)
 
+    def fee_rate_unverified(self, target_blocks=6):
+        return self.inner.fee_rate_unverified(target_blocks)
+
     def broadcast(self, raw_tx):
         return self.inner.broadcast(raw_tx)
