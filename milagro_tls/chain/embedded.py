@@ -58,3 +58,6 @@ class EmbeddedSource(ChainSource):
 
     def faucet(self, script_pubkey: bytes, amount: int) -> bytes:
         return self.node.faucet(script_pubkey, amount)
+
+    def mempool_txids(self) -> list[bytes]:
+        return self.node.mempool_txids()

@@ -333,7 +333,8 @@ class RpcMethods:
             script = address_to_script(addr, Network.REGTEST)
         except ValueError:
             raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, "Error: Invalid address") from None
-        return [to_display_hex(h) for h in self.node.mine(nblocks, script)]
+        # Core's generateBlocks loops while nblocks > 0: a negative count mines nothing.
+        return [to_display_hex(h) for h in self.node.mine(max(nblocks, 0), script)]
 
     @rpc("milagro_mine", ("nblocks", as_int, ...), ("script_pubkey", as_str, None))
     def milagro_mine(self, nblocks, script_hex):

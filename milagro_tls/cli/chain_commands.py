@@ -113,9 +113,8 @@ def _info(args) -> int:
     if not args.chain_dir.is_dir():
         raise SystemExit(f"milagro chain info: no chain directory at {args.chain_dir} (run `milagro chain init`)")
     with _open(args.chain_dir) as source:
-        tip = source.tip()
-        mempool = source.mempool_txids() if hasattr(source, "mempool_txids") else source.node.mempool_txids()
-        server = server_info(args.chain_dir) if _via(source) == "server" else None
+        tip, via = source.tip(), _via(source)
         _print({"chain_dir": str(args.chain_dir), "height": tip.height, "tip": to_display_hex(tip.block_hash),
-                "mempool_size": len(mempool), "server": server, "via": _via(source)})
+                "mempool_size": len(source.mempool_txids()),
+                "server": server_info(args.chain_dir) if via == "server" else None, "via": via})
     return 0

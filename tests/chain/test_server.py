@@ -360,6 +360,7 @@ def test_generatetoaddress_and_milagro_methods(fresh):
     assert len(hashes) == 2 and rpc("getbestblockhash") == hashes[-1]
     coinbase = Block.parse(server.node.block(from_display_hex(hashes[0]))).txs[0]
     assert coinbase.vout[0].script_pubkey.data == OTHER
+    assert rpc("generatetoaddress", -1, addr) == [] and rpc("getblockcount") == 103   # as Core: nothing mined
     assert rpc.error("generatetoaddress", 1, "bc1qnotregtest") == (-5, "Error: Invalid address")
     assert rpc.error("generatetoaddress", 1, "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx")[0] == -5
     assert len(rpc("milagro_mine", 1)) == 1 and rpc("getblockcount") == 104
