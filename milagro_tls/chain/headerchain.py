@@ -182,7 +182,12 @@ class HeaderChain:
         self._target_by_bits: dict[int, int] = {}
         self._work_by_bits: dict[int, int] = {}
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if path != ":memory:":
+        # Other processes may use the same file (the per-network default path): each call
+        # first catches up with what they committed (_follow_file), and a write validates
+        # and stores under the file's write lock.
+        self._shared = path not in (":memory:", "")
+        self._data_version = None
+        if self._shared:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             # The hash index takes inserts in random order, so each header dirties about one
@@ -191,11 +196,6 @@ class HeaderChain:
             # Neither setting weakens durability: WAL commits are what make a batch durable.
             self._db.execute("PRAGMA cache_size=-32768")          # 32 MiB
             self._db.execute("PRAGMA wal_autocheckpoint=10000")   # pages, about 40 MiB of WAL
-        # Other processes may use the same file (the per-network default path): each call
-        # first catches up with what they committed (_follow_file), and a write validates
-        # and stores under the file's write lock.
-        self._shared = path not in (":memory:", "")
-        self._data_version = None
         self._open(checkpoint)
         self._load_recent()
 

@@ -106,14 +106,6 @@ def status_from_verbose(tx: dict, txid: bytes) -> tuple[bytes | None, bool]:
     return hash_field(tx, "blockhash", "getrawtransaction"), confirmations > 0
 
 
-def utxo_from_gettxout(out: dict) -> tuple[int, bytes, int, bool]:
-    """(value in sat, scriptPubKey, confirmations, coinbase) from a ``gettxout`` body."""
-    spk = field(field(out, "scriptPubKey", dict, "gettxout"), "hex", str, "gettxout.scriptPubKey")
-    coinbase = field(out, "coinbase", bool, "gettxout") if "coinbase" in out else False
-    return (sats(field(out, "value", "number", "gettxout")), hex_bytes(spk, "gettxout.scriptPubKey.hex"),
-            field(out, "confirmations", int, "gettxout"), coinbase)
-
-
 def unspents_from_scan(scan: dict, script_pubkey: bytes) -> list[UnspentOutput]:
     """The confirmed outputs a ``scantxoutset start [raw(<spk>)]`` result lists."""
     if field(scan, "success", bool, "scantxoutset") is not True:

@@ -62,7 +62,8 @@ def answered(resp: httpx.Response) -> bool:
 
 def batch_results(batch: Batch, ids: list[int], replies) -> list:
     if not isinstance(replies, list):       # a server-level error for the whole batch
-        return [unwrap(replies, batch.calls[0].method, batch.calls[0].params)]
+        unwrap(replies, batch.calls[0].method, batch.calls[0].params)
+        raise SourceError(f"{LABEL} answered a batch of {len(batch.calls)} calls with one reply")
     by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
     out = []
     for i, c in zip(ids, batch.calls):
