@@ -547,6 +547,32 @@ def test_sync_from_follows_a_source_on_another_branch_back_to_the_fork():
     assert chain.sync_from(ListSource(theirs)) == 0
 
 
+def test_sync_from_a_source_that_reorganises_mid_read_looks_for_the_fork_again():
+    shared = branch(REGTEST_GENESIS, 5, b"s")
+    old = shared + branch(BlockHeader.parse(shared[-1]), 4, b"old")
+    new = shared + branch(BlockHeader.parse(shared[-1]), 7, b"new")
+
+    class Reorganising(ListSource):
+        """Serves ``old`` until its first page of headers is read, then ``new``."""
+        pages = 0
+
+        def headers(self, start, count):
+            page = super().headers(start, count)
+            self.pages += 1
+            if self.pages == 1:
+                self.raws = [GENESIS_HEADERS[Network.REGTEST]] + new
+            return page
+
+    chain = HeaderChain(":memory:", Network.REGTEST)
+    chain.add_headers(shared)
+    source = Reorganising(old)
+    # 3 of old's; then new's 9..11 do not connect (bad-prevblk); the fork is found again at 5
+    assert chain.sync_from(source, batch=3) == 3 + 7
+    assert source.pages > 2
+    assert chain.tip() == (12, _hash(new[-1]))
+    assert chain.header_by_hash(_hash(old[7])) is not None and chain.height_of(_hash(old[7])) is None
+
+
 def test_sync_from_a_weaker_branch_stores_it_without_moving_the_tip():
     chain = HeaderChain(":memory:", Network.REGTEST)
     strong = branch(REGTEST_GENESIS, 6, b"strong")

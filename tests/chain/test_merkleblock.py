@@ -163,10 +163,15 @@ def test_missing_hashes_are_rejected():
         parse_merkleblock(serialize_merkleblock(merkle_root(txids), 6, hashes[:-1], flags))
 
 
-@pytest.mark.parametrize("total", [0, MAX_TRANSACTIONS + 1])
-def test_impossible_transaction_counts_are_rejected(total):
-    with pytest.raises(ProofMismatch):
+@pytest.mark.parametrize("total, reason", [(0, "at least one"), (MAX_TRANSACTIONS + 1, "cannot fit")])
+def test_impossible_transaction_counts_are_rejected(total, reason):
+    # (without the count check the second would still fail, later: it runs out of flag bits)
+    with pytest.raises(ProofMismatch, match=reason):
         parse_merkleblock(serialize_merkleblock(b"\x00" * 32, total, [b"\x00" * 32], b"\x01"))
+    # the largest count a block can hold is accepted (a proof of no match: the root alone)
+    root = sha256d(b"root")
+    assert parse_merkleblock(serialize_merkleblock(root, MAX_TRANSACTIONS, [root], b"\x00"))[1:] == (
+        MAX_TRANSACTIONS, [])
 
 
 def test_more_hashes_than_transactions_is_rejected():
