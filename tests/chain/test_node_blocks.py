@@ -146,8 +146,9 @@ def test_double_spend_inside_a_block_rejected(regtest_node):
     spend_b = KEY.spend([(coin_txid, 0, value)], [(value - 2000, KEY.script_pubkey)])
     before = node.tip()
     raw = node.build_block([spend_a, spend_b])
-    with pytest.raises(BlockRejected):
+    with pytest.raises(BlockRejected) as err:
         node.submit_block(raw)
+    assert err.value.reason == "consensus-invalid"
     assert_nothing_indexed(node, raw, before)
     assert node.utxo(coin_txid, 0).value == value
     assert node.outspend(coin_txid, 0) is None
@@ -160,12 +161,15 @@ def test_malformed_and_orphan_blocks_rejected(regtest_node):
     node = regtest_node
     node.mine(2)
     before = node.tip()
-    for garbage in (b"", b"\x00" * 81, b"not a block at all" * 10):
-        with pytest.raises(BlockRejected):
+    for garbage, reason in ((b"", "block-decode-failed"), (b"\x00" * 81, "invalid-header"),
+                            (b"not a block at all" * 10, "block-decode-failed")):
+        with pytest.raises(BlockRejected) as err:
             node.submit_block(garbage)
+        assert err.value.reason == reason
     raw = node.build_block()
-    with pytest.raises(BlockRejected):
+    with pytest.raises(BlockRejected) as err:
         node.submit_block(raw[:-1])
+    assert err.value.reason == "block-decode-failed"
     orphan = grind(BlockHeader.parse(raw[:80])._replace(prev_hash=b"\x13" * 32, nonce=0))
     with pytest.raises(BlockRejected) as err:
         node.submit_block(orphan.serialize() + raw[80:])

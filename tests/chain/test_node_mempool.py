@@ -115,8 +115,7 @@ def test_garbage_rejected_node_keeps_working(funded, garbage):
     good = KEY.spend([coin], [(coin[2] - FEE, OTHER)])
     assert rejected(node, good[:-1]) == "tx-decode-failed"         # truncated
     assert rejected(node, good + b"\x00") == "tx-decode-failed"    # trailing byte
-    with pytest.raises(TxRejected):
-        node.submit_tx("not bytes")                                # type: ignore[arg-type]
+    assert rejected(node, "not bytes") == "tx-decode-failed"       # type: ignore[arg-type]
     txid = node.submit_tx(good)
     node.mine(1)
     assert node.tx_location(txid)[1] == 102
@@ -185,15 +184,19 @@ def test_chain_of_unconfirmed_transactions_mined_in_order(funded):
 
 def test_faucet_pays_and_funds_itself(regtest_node):
     node = regtest_node
-    txid = node.faucet(OTHER, 123_456)                # mines its own maturity blocks
-    assert node.tip().height >= 100
+    txid = node.faucet(OTHER, 123_456)                # mines its own maturity blocks, no more
+    assert node.tip().height == 100 and node.mempool_txids() == [txid]
     tx = parse_tx(node.transaction(txid))
     assert (tx.vout[0].value, tx.vout[0].script_pubkey.data) == (123_456, OTHER)
     # change chains: a second payment before any block
     second = node.faucet(OTHER, 654_321)
     assert set(node.mempool_txids()) == {txid, second}
+    # More than the unconfirmed change: one more block matures the next coinbase (height 2).
+    big = node.faucet(OTHER, 60 * 10**8)
+    assert node.tip().height == 101 and node.mempool_txids() == [txid, second, big]
+    assert len(parse_tx(node.transaction(big)).vin) == 2
     node.mine(1)
-    assert node.tx_location(txid) and node.tx_location(second)
+    assert node.tx_location(txid) and node.tx_location(second) and node.tx_location(big)
     assert node.utxo(second, 0).value == 654_321
 
 
