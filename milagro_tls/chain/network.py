@@ -33,6 +33,22 @@ class Network(enum.IntEnum):
         except KeyError:
             raise ValueError(f"unknown network {label!r}") from None
 
+    @property
+    def core_chain(self) -> str:
+        """The name Bitcoin Core uses (getblockchaininfo's ``chain``, ``-chain=``)."""
+        return _CORE_CHAIN[self]
+
+    @classmethod
+    def from_core_chain(cls, name: str) -> "Network":
+        for network, core_name in _CORE_CHAIN.items():
+            if core_name == name:
+                return network
+        raise ValueError(f"unknown Bitcoin Core chain {name!r}")
+
+
+_CORE_CHAIN = {Network.MAINNET: "main", Network.TESTNET3: "test", Network.TESTNET4: "testnet4",
+               Network.SIGNET: "signet", Network.REGTEST: "regtest"}
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkParams:

@@ -15,8 +15,6 @@ from .rpc_protocol import COIN
 from .source import Tip, UnspentOutput
 from .transport import checked, field, hash_field, hex_bytes, tx_with_id
 
-_CHAINS = {"main": Network.MAINNET, "test": Network.TESTNET3, "testnet4": Network.TESTNET4,
-           "signet": Network.SIGNET, "regtest": Network.REGTEST}
 _TX_REJECT_CODES = (-22, -25, -26, -27)   # decode failed, verify error, rejected, already in chain
 #: Core's getrawtransaction without -txindex and without a block hash (src/rpc/rawtransaction.cpp).
 _NO_TXINDEX = "No such mempool transaction. Use -txindex or provide a block hash"
@@ -87,8 +85,8 @@ def sats(value) -> int:
 
 def network_of_chain(name: str) -> Network:
     try:
-        return _CHAINS[name]
-    except (KeyError, TypeError):
+        return Network.from_core_chain(name)
+    except (ValueError, TypeError):
         raise SourceError(f"unknown chain {name!r} in getblockchaininfo") from None
 
 

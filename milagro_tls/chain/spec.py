@@ -40,7 +40,6 @@ _CORE_SUBDIR = {Network.MAINNET: "", Network.TESTNET3: "testnet3", Network.TESTN
                 Network.SIGNET: "signet", Network.REGTEST: "regtest"}
 _CORE_RPC_PORT = {8332: Network.MAINNET, 18332: Network.TESTNET3, 48332: Network.TESTNET4,
                   38332: Network.SIGNET, 18443: Network.REGTEST}
-_CORE_CHAIN_NAMES = {"main": Network.MAINNET, "test": Network.TESTNET3}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -115,11 +114,12 @@ def _network_param(query: dict, key: str, spec: str) -> Network | None:
     value = query.get(key, [None])[0]
     if value is None:
         return None
-    try:
-        return _CORE_CHAIN_NAMES[value] if value in _CORE_CHAIN_NAMES else Network.from_label(value)
-    except ValueError:
-        raise ValueError(f"unknown network {value!r} in {spec!r}; one of "
-                         f"{', '.join(n.label for n in Network)}") from None
+    for parse in (Network.from_label, Network.from_core_chain):     # "testnet3" or Core's "test"
+        try:
+            return parse(value)
+        except ValueError:
+            pass
+    raise ValueError(f"unknown network {value!r} in {spec!r}; one of {', '.join(n.label for n in Network)}")
 
 
 def _query(parts, allowed: set[str], spec: str) -> dict:
