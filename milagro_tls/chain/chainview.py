@@ -12,7 +12,6 @@ import threading
 
 from .errors import BlockNotFound, TxNotFound
 from .header import BlockHeader
-from .source import Tip
 from .tx import is_coinbase, parse_tx
 from .txjson import HeaderContext, Prevout, block_tx_count
 
@@ -41,9 +40,6 @@ class ChainView:
             found = BlockHeader.parse(self.node.header_by_hash(block_hash))
             self._remember(self._headers, block_hash, found)
         return found
-
-    def tip(self) -> Tip:
-        return self.node.tip()
 
     def height(self, block_hash: bytes) -> tuple[int, bool]:
         """(height, on the active chain). Side blocks: walk back to the active chain."""

@@ -66,10 +66,6 @@ class RpcMethods:
         self.view = ChainView(node)
         self.datadir = datadir
 
-    @staticmethod
-    def names() -> list[str]:
-        return sorted(_METHODS)
-
     def dispatch(self, method, params):
         if not isinstance(method, str):
             raise RpcError(RPC_INVALID_REQUEST, "Method must be a string")

@@ -8,7 +8,7 @@ be accepted after its parents.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from embit.transaction import Transaction
 
@@ -104,7 +104,7 @@ class Mempool:
         self.entries.clear()
         self.spenders.clear()
 
-    def check(self, raw: bytes, chain: ChainView, verify: Callable = verify_scripts) -> Entry:
+    def check(self, raw: bytes, chain: ChainView) -> Entry:
         """Every check for acceptance; raises TxRejected. Nothing is stored."""
         try:
             if not isinstance(raw, (bytes, bytearray)):
@@ -181,7 +181,7 @@ class Mempool:
         if sigops > MAX_TX_SIGOPS_COST:
             raise reject("bad-txns-too-many-sigops")
         try:
-            failed = verify(raw, [(c.script_pubkey, c.value) for c in coins])
+            failed = verify_scripts(raw, [(c.script_pubkey, c.value) for c in coins])
         except ValueError:          # the kernel cannot parse what embit did
             raise reject("tx-decode-failed") from None
         if failed is not None:

@@ -65,17 +65,14 @@ def push_int(n: int) -> bytes:
     return bytes([len(data)]) + data          # heights stay far below OP_PUSHDATA1 sizes
 
 
-def coinbase_tx(height: int, value: int, script_pubkey: bytes, *, witness: bool,
-                extra_outputs: list[tuple[int, bytes]] = ()) -> Transaction:
+def coinbase_tx(height: int, value: int, script_pubkey: bytes, *, witness: bool) -> Transaction:
     """The coinbase; the caller appends the witness commitment output (it depends on the txids)."""
     # A random extranonce keeps coinbases of competing blocks at one height distinct,
     # so side branches never share a txid with the active chain.
     script_sig = push_int(height) + b"\x08" + os.urandom(8)
     vin = TransactionInput(b"\x00" * 32, 0xFFFFFFFF, Script(script_sig), 0xFFFFFFFF,
                            Witness([b"\x00" * 32]) if witness else None)
-    vout = [TransactionOutput(value, Script(script_pubkey))]
-    vout += [TransactionOutput(v, Script(s)) for v, s in extra_outputs]
-    return Transaction(version=2, vin=[vin], vout=vout, locktime=0)
+    return Transaction(version=2, vin=[vin], vout=[TransactionOutput(value, Script(script_pubkey))], locktime=0)
 
 
 def add_witness_commitment(coinbase: Transaction, raw_txs: list[bytes]) -> None:

@@ -178,9 +178,6 @@ class Store:
             (script_pubkey,)).fetchall()
         return [(r[0], r[1], Utxo(r[2], r[3], r[4], bool(r[5]))) for r in rows]
 
-    def has_outputs_of(self, txid: bytes) -> bool:
-        return self._one("SELECT 1 FROM utxo WHERE txid = ? LIMIT 1", txid) is not None
-
     def tx_location(self, txid: bytes) -> tuple[bytes, int, int] | None:
         row = self._one("SELECT block_hash, height, pos FROM txindex WHERE txid = ?", txid)
         return (row[0], row[1], row[2]) if row else None
