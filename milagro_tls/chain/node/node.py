@@ -110,36 +110,31 @@ class RegtestNode:
     # --- keeping the index in step with the kernel ---
 
     def _startup(self) -> None:
-        with self._lock, self._store.transaction():
-            persisted = self._store.mempool_raws()
+        with self._lock:
             replay_lost_blocks(self._kernel, self._store)
-            try:
-                disconnected, _ = follow_kernel(self._kernel, self._store)
-            except IndexDiverged:
-                # The index lost track of the kernel (a corrupt or foreign index file):
-                # rebuild it from the kernel's blocks.
-                self._store.wipe_chain()
-                disconnected, _ = follow_kernel(self._kernel, self._store)
-            self._mempool.rebuild(disconnected + persisted, self, self._store)
+            self._follow(persisted=self._store.mempool_raws())
 
-    def _follow(self) -> None:
+    def _follow(self, persisted: list[bytes] | None = None) -> None:
+        """Move the index to the kernel's active chain, and the mempool with it (at startup:
+        load the ``persisted`` mempool)."""
+        def candidates() -> list[bytes]:
+            return persisted if persisted is not None else [e.raw for e in self._mempool.entries.values()]
         try:
             with self._store.transaction():
                 disconnected, connected = follow_kernel(self._kernel, self._store)
-                if disconnected:
+                if disconnected or persisted is not None:
                     # After a reorg anything may have changed (maturity, finality, inputs):
                     # re-check every candidate, the disconnected ones first, as Core does.
-                    pending = [e.raw for e in self._mempool.entries.values()]
-                    self._mempool.rebuild(disconnected + pending, self, self._store)
+                    self._mempool.rebuild(disconnected + candidates(), self, self._store)
                 else:
                     self._mempool.confirmed([tx for b in connected for tx in b.txs[1:]], self._store)
         except IndexDiverged:
-            # Rolled back; rebuild the index from the kernel rather than stop following it.
+            # Rolled back. The index lost track of the kernel (a corrupt or foreign index
+            # file): rebuild it from the kernel's blocks rather than stop following it.
             with self._store.transaction():
                 self._store.wipe_chain()
                 follow_kernel(self._kernel, self._store)
-                pending = [e.raw for e in self._mempool.entries.values()]
-                self._mempool.rebuild(pending, self, self._store)
+                self._mempool.rebuild(candidates(), self, self._store)
 
     # ChainView for the mempool (called with the lock held)
     def coin(self, txid: bytes, vout: int) -> Utxo | None:
