@@ -211,6 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body leave in one write (flushed per request by handle_one_request): separate
     # small writes meet Nagle and delayed ACKs and cost ~40 ms per keep-alive request.
     wbufsize = 64 * 1024
+    # What the base class answers itself (a malformed request line, an unknown method): plain
+    # text like every other error here, not an HTML page.
+    error_content_type = TEXT
+    error_message_format = "%(code)d %(message)s\n"
 
     def setup(self) -> None:
         super().setup()
@@ -275,6 +279,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._guarded(self._post)
 
     def do_GET(self) -> None:
+        self._guarded(self._get)
+
+    def do_HEAD(self) -> None:             # GET's status and headers; _send leaves out the body
         self._guarded(self._get)
 
     def _post(self) -> None:

@@ -483,6 +483,10 @@ def test_esplora_blocks(chain):
     assert httpx.get(f"{base}/block/{'00' * 32}/raw").status_code == 404
     assert httpx.get(f"{base}/block/xyz/header").status_code == 400
     assert httpx.get(base + "/no/such/path").status_code == 404
+    head = httpx.head(base + "/blocks/tip/height")
+    assert head.status_code == 200 and head.headers["content-length"] == "3" and head.content == b""
+    put = httpx.put(base + "/tx", content=b"00")
+    assert put.status_code == 501 and put.headers["content-type"] == "text/plain" and "501" in put.text
 
 
 def test_esplora_block_pages_status_and_txids(chain):
