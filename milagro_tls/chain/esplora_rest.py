@@ -21,7 +21,7 @@ from .errors import BlockNotFound, TxNotFound, TxRejected
 from .hashes import from_display_hex, sha256, to_display_hex
 from .merkle import merkle_branch
 from .network import Network
-from .tx import parse_tx, txid_of
+from .tx import parse_tx
 from .txjson import block_weight, difficulty, esplora_status, esplora_tx
 
 _HASH = r"([0-9a-fA-F]{64})"
@@ -124,16 +124,18 @@ class EsploraRest:
     def post(self, path: str, body: bytes) -> tuple[int, str, bytes]:
         if path.split("?", 1)[0].rstrip("/") != "/tx":
             raise HttpError(404, "Not Found")
+        decode_failed = HttpError(400, 'sendrawtransaction RPC error: {"code":-22,"message":"TX decode failed"}')
         try:
             raw = bytes.fromhex(body.decode("ascii").strip())
-            parse_tx(raw)
         except (UnicodeDecodeError, ValueError):
-            raise HttpError(400, 'sendrawtransaction RPC error: {"code":-22,"message":"TX decode failed"}') from None
+            raise decode_failed from None
         try:
             return _text(to_display_hex(self.node.submit_tx(raw)))
         except TxRejected as exc:
+            if exc.reason == "tx-decode-failed":
+                raise decode_failed from None
             if exc.reason == "txn-already-in-mempool":
-                return _text(to_display_hex(txid_of(parse_tx(raw))))
+                return _text(exc.txid)
             # electrs passes bitcoind's error through in this form; clients show it verbatim.
             error = json.dumps({"code": -26, "message": exc.reason}, separators=(",", ":"))
             raise HttpError(400, f"sendrawtransaction RPC error: {error}") from None

@@ -249,12 +249,13 @@ class RpcMethods:
                 raise RpcError(RPC_VERIFY_ERROR, "Unspendable output exceeds maximum configured by user (maxburnamount)")
         if txid in self.node.mempool_txids():
             return to_display_hex(txid)      # Core: resubmitting a mempool transaction succeeds
+        rate = int(DEFAULT_MAX_FEE_RATE * COIN) if maxfeerate is None else maxfeerate
         try:
-            self.node.test_tx(raw)
-            rate = int(DEFAULT_MAX_FEE_RATE * COIN) if maxfeerate is None else maxfeerate
-            fee = self._fee(tx)
-            if rate and fee is not None and fee > rate * ((tx_weight(raw, tx) + 3) // 4) // 1000:
-                raise RpcError(RPC_VERIFY_ERROR, "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)")
+            if rate:      # Core's BroadcastTransaction: a test acceptance gives the fee to check first
+                self.node.test_tx(raw)
+                fee = self._fee(tx)
+                if fee is not None and fee > rate * ((tx_weight(raw, tx) + 3) // 4) // 1000:
+                    raise RpcError(RPC_VERIFY_ERROR, "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)")
             return to_display_hex(self.node.submit_tx(raw))
         except TxRejected as exc:
             raise self._rejection(exc, txid, tx) from None

@@ -576,6 +576,8 @@ def test_esplora_broadcast(fresh):
     conflict = httpx.post(server.url + "/tx", content=KEY.spend([coin], [(coin[2] - 5000, OTHER)]).hex())
     assert conflict.status_code == 400 and "txn-mempool-conflict" in conflict.text
     assert httpx.post(server.url + "/tx", content=b"not hex").status_code == 400
+    undecodable = httpx.post(server.url + "/tx", content=b"0200")
+    assert undecodable.status_code == 400 and '"code":-22' in undecodable.text
     assert httpx.post(server.url + "/tx", content=b"\xff\xfe").status_code == 400
     assert httpx.post(server.url + "/nope", content=b"").status_code == 404
     assert httpx.get(server.url + "/blocks/tip/height").text == "101"
