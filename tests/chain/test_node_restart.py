@@ -160,3 +160,25 @@ def test_index_damaged_while_running_is_rebuilt(regtest_node):
     assert node.tip().block_hash == block_hash and node.tx_location(txid)[0] == block_hash
     assert node.utxo(txid, 0).value == coin[2] - 1_000
     assert node.utxo(Block.parse(node.block(node.block_hash(2))).txids()[0], 0) is not None
+
+
+def test_diverged_index_at_open_is_rebuilt_and_keeps_the_mempool(tmp_path):
+    """The index lags the kernel and lacks a coin the next block spends: open rebuilds it
+    from the kernel's blocks and re-admits the persisted mempool."""
+    datadir = tmp_path / "node"
+    with RegtestNode.open(datadir) as node:
+        node.mine(101, script_pubkey=KEY.script_pubkey)
+        coins = [Block.parse(node.block(node.block_hash(h))).txs[0] for h in (1, 2)]
+        coins = [(cb.hash(), 0, cb.vout[0].value) for cb in coins]
+        spend = node.submit_tx(KEY.spend([coins[0]], [(coins[0][2] - 1_000, OTHER)]))
+        node.mine(1)
+        pending = node.submit_tx(KEY.spend([coins[1]], [(coins[1][2] - 1_000, OTHER)]))
+        before = snapshot(node, [spend, pending])
+    store = Store(datadir / "index.sqlite")
+    with store.transaction():
+        store.disconnect_tip()
+        store._db.execute("DELETE FROM utxo WHERE txid = ?", (coins[0][0],))
+    store.close()
+    with RegtestNode.open(datadir) as node:
+        assert snapshot(node, [spend, pending]) == before
+        assert node.mempool_txids() == [pending] and node.outspend(coins[0][0], 0) == spend
