@@ -145,11 +145,6 @@ def core_header(header: bytes, ctx: HeaderContext) -> dict:
     return out
 
 
-def split_block(raw: bytes) -> tuple[bytes, list[bytes]]:
-    """(header, raw transactions); MalformedInput unless the block parses strictly."""
-    return raw[:HEADER_SIZE], list(Block.parse(raw).raw_txs)
-
-
 def block_tx_count(raw: bytes) -> int:
     return compact.read_from(io.BytesIO(raw[80:89]))
 
