@@ -112,7 +112,7 @@ class RpcMethods:
     def getblockchaininfo(self):
         tip = self.node.tip()
         hdr = self.view.header(tip.block_hash)
-        return {"chain": "regtest", "blocks": tip.height, "headers": tip.height,
+        return {"chain": Network.REGTEST.core_chain, "blocks": tip.height, "headers": tip.height,
                 "bestblockhash": to_display_hex(tip.block_hash), "bits": f"{hdr.bits:08x}",
                 "target": f"{hdr.target:064x}", "difficulty": difficulty(hdr.bits), "time": hdr.time,
                 "mediantime": self.view.mediantime(tip.block_hash), "verificationprogress": 1.0,
