@@ -11,7 +11,7 @@ from ..errors import MalformedInput
 from .hashes import sha256d
 from .header import HEADER_SIZE, BlockHeader
 from .merkle import merkle_root
-from .tx import read_tx, txid_of, wtxid_of
+from .tx import read_tx, tx_weight, txid_of, wtxid_of
 
 #: BIP141: the commitment output's script starts with OP_RETURN, a 36-byte push and this tag.
 WITNESS_COMMITMENT_PREFIX = bytes.fromhex("6a24aa21a9ed")
@@ -63,6 +63,12 @@ class Block:
 
     def has_witness(self) -> bool:
         return any(tx.is_segwit for tx in self.txs)
+
+
+def block_weight(block: Block) -> int:
+    """BIP141 weight of a block: header and transaction count weigh 4 per byte, each transaction its own."""
+    overhead = HEADER_SIZE + len(compact.to_bytes(len(block.txs)))
+    return 4 * overhead + sum(tx_weight(raw, tx) for raw, tx in zip(block.raw_txs, block.txs))
 
 
 def witness_commitment(coinbase: Transaction) -> bytes | None:

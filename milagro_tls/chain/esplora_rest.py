@@ -22,7 +22,8 @@ from .hashes import from_display_hex, sha256, to_display_hex
 from .merkle import merkle_branch
 from .network import Network
 from .tx import parse_tx
-from .txjson import block_weight, difficulty, esplora_status, esplora_tx
+from .block import block_weight
+from .txjson import difficulty, esplora_status, esplora_tx
 
 _HASH = r"([0-9a-fA-F]{64})"
 TEXT, JSON, BINARY = "text/plain", "application/json", "application/octet-stream"

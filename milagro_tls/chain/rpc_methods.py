@@ -19,12 +19,12 @@ from .hashes import sha256d, to_display_hex
 from .merkleblock_build import build_merkleblock
 from .network import Network
 from .script_text import address_to_script, is_unspendable
-from .tx import parse_tx, txid_of
+from .tx import outpoint, parse_tx, tx_weight, txid_of
 from .rpc_protocol import (
     COIN, RPC_DESERIALIZATION_ERROR, RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND, RPC_MISC_ERROR, RPC_VERIFY_ALREADY_IN_CHAIN, RPC_VERIFY_ERROR, RPC_VERIFY_REJECTED,
     RpcError, as_amount, as_array, as_bool, as_hash, as_int, as_str, as_verbosity, as_vout)
-from .txjson import btc, core_block, core_header, core_tx, difficulty, script_pubkey_json, tx_fee, tx_weight
+from .txjson import btc, core_block, core_header, core_tx, difficulty, script_pubkey_json, tx_fee
 
 DEFAULT_MAX_FEE_RATE = Decimal("0.10")       # BTC/kvB, Core's sendrawtransaction default
 TX_NOT_FOUND = "No such mempool or blockchain transaction. Use gettransaction for wallet transactions."
@@ -237,7 +237,7 @@ class RpcMethods:
 
     def _fee(self, tx) -> int | None:
         """The fee of a transaction the mempool would accept: its inputs are unspent coins."""
-        return tx_fee(tx, [self.node.utxo(i.txid[::-1], i.vout, True) for i in tx.vin])
+        return tx_fee(tx, [self.node.utxo(*outpoint(i), True) for i in tx.vin])
 
     @rpc("sendrawtransaction", ("hexstring", as_str, ...), ("maxfeerate", as_amount, None),
          ("maxburnamount", as_amount, 0))

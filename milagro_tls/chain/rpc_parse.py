@@ -11,9 +11,9 @@ from decimal import Decimal, InvalidOperation
 from .errors import BlockNotFound, SourceError, TxNotFound, TxRejected
 from .hashes import to_display_hex
 from .network import Network
-from .rpc_protocol import COIN
 from .source import Tip, UnspentOutput
 from .transport import checked, field, hash_field, hex_bytes, tx_with_id
+from .tx import COIN, outpoint
 
 _TX_REJECT_CODES = (-22, -25, -26, -27)   # decode failed, verify error, rejected, already in chain
 #: Core's getrawtransaction without -txindex and without a block hash (src/rpc/rawtransaction.cpp).
@@ -142,7 +142,7 @@ def scan_mempool(raws: list[tuple[bytes, str]], script_pubkey: bytes) -> tuple[s
     paying: list[UnspentOutput] = []
     for txid, hex_tx in raws:
         tx = tx_with_id(hex_bytes(hex_tx, "getrawtransaction"), txid)
-        spent.update((i.txid[::-1], i.vout) for i in tx.vin)     # embit keeps txids in display order
+        spent.update(outpoint(i) for i in tx.vin)
         paying += [UnspentOutput(txid, n, o.value, script_pubkey, None, False)
                    for n, o in enumerate(tx.vout) if o.script_pubkey.data == script_pubkey]
     return spent, [u for u in paying if (u.txid, u.vout) not in spent]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from .hashes import from_display_hex
-from .txjson import COIN, MAX_MONEY
+from .tx import COIN, MAX_MONEY
 
 # Core's RPCErrorCode values (src/rpc/protocol.h).
 RPC_MISC_ERROR = -1

@@ -17,7 +17,8 @@ from .rpc_protocol import (RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RP
                            as_int, as_str)
 from .script_text import address_to_script, descriptor
 from .tx import parse_tx
-from .txjson import btc, tx_fee, tx_weight
+from .tx import tx_weight
+from .txjson import btc, tx_fee
 
 #: Core's fee estimator tracks targets up to 1008 blocks (HighestTargetTracked, LONG horizon).
 MAX_CONF_TARGET = 1008

@@ -48,5 +48,30 @@ def wtxid_of(raw: bytes) -> bytes:
     return sha256d(raw)
 
 
+#: Satoshis per bitcoin, and Core's MAX_MONEY (amount.h).
+COIN = 100_000_000
+MAX_MONEY = 21_000_000 * COIN
+
+Outpoint = tuple[bytes, int]     # (txid wire order, vout)
+
+
+def outpoint(tx_in) -> Outpoint:
+    """What an embit input spends, with the txid in wire order (embit keeps display order)."""
+    return (bytes(tx_in.txid)[::-1], tx_in.vout)
+
+
+def tx_weight(raw: bytes, tx: Transaction) -> int:
+    """BIP141 weight: 3 x the size without witness data + the full size."""
+    if not tx.is_segwit:
+        return 4 * len(raw)
+    stripped = len(raw) - 2 - sum(len(i.witness.serialize()) for i in tx.vin)    # minus marker, flag
+    return 3 * stripped + len(raw)
+
+
+def vsize(raw: bytes) -> int:
+    """BIP141 virtual size, ceil(weight / 4): what fee rates divide by."""
+    return -(-tx_weight(raw, parse_tx(raw)) // 4)
+
+
 def is_coinbase(tx: Transaction) -> bool:
     return len(tx.vin) == 1 and tx.vin[0].txid == b"\x00" * 32 and tx.vin[0].vout == 0xFFFFFFFF

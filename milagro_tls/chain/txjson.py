@@ -18,10 +18,9 @@ from .hashes import sha256d, to_display_hex
 from .header import HEADER_SIZE, BlockHeader
 from .network import Network
 from .script_text import core_asm, core_type, descriptor, address, esplora_asm, esplora_type, iter_ops
-from .tx import is_coinbase, parse_tx, txid_of
+from .block import block_weight
+from .tx import COIN, is_coinbase, parse_tx, tx_weight, txid_of
 
-COIN = 100_000_000
-MAX_MONEY = 21_000_000 * COIN
 ZERO_HASH = b"\x00" * 32
 
 
@@ -35,20 +34,6 @@ class Prevout(NamedTuple):
 def btc(sats: int) -> float:
     """Core's ValueFromAmount: a JSON number in BTC (8 decimals; a double holds them exactly enough)."""
     return sats / COIN
-
-
-def tx_weight(raw: bytes, tx: Transaction) -> int:
-    """BIP141 weight: 3 x the size without witness data + the full size."""
-    if not tx.is_segwit:
-        return 4 * len(raw)
-    stripped = len(raw) - 2 - sum(len(i.witness.serialize()) for i in tx.vin)    # minus marker, flag
-    return 3 * stripped + len(raw)
-
-
-def block_weight(block: Block) -> int:
-    """BIP141 weight of a block: header and transaction count weigh 4 per byte, each transaction its own."""
-    overhead = HEADER_SIZE + len(compact.to_bytes(len(block.txs)))
-    return 4 * overhead + sum(tx_weight(raw, tx) for raw, tx in zip(block.raw_txs, block.txs))
 
 
 def difficulty(bits: int) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..chain.hashes import from_display_hex, to_display_hex
 from ..chain.spec import open_source
-from ..identity.anchor import vsize_of
+from ..chain.tx import vsize
 from ..identity.wallet import AnchoringWallet
 
 
@@ -72,7 +72,7 @@ def _bump(args) -> int:
         wallet = AnchoringWallet(args.home, source)
         rate = wallet.fee_rate(1) if args.fee_rate is None else args.fee_rate
         child = wallet.bump(txid, rate)
-        _print({"parent": args.txid, "child": child.txid_hex, "child_vsize": vsize_of(child.raw),
+        _print({"parent": args.txid, "child": child.txid_hex, "child_vsize": vsize(child.raw),
                 "target_fee_rate": rate})
     return 0
 

@@ -21,7 +21,7 @@ from embit.transaction import Transaction, TransactionInput, TransactionOutput
 from ..chain.hashes import to_display_hex
 from ..chain.sighash import SIGHASH_ALL, p2wpkh_sighash
 from ..chain.source import UnspentOutput
-from ..chain.tx import parse_tx, txid_of
+from ..chain.tx import txid_of, vsize
 from ..errors import IdentityError
 from .keys import FeeKey, IdentityKey
 from .marker import Marker, MarkerType
@@ -47,15 +47,7 @@ class BuiltTx:
     @property
     def vsize(self) -> int:
         """BIP141 virtual size of the serialized transaction (what fee rates divide by)."""
-        return vsize_of(self.raw)
-
-
-def vsize_of(raw: bytes) -> int:
-    tx = parse_tx(raw)
-    if not tx.is_segwit:
-        return len(raw)
-    base = len(raw) - 2 - sum(len(i.witness.serialize()) for i in tx.vin)   # minus marker and flag
-    return math.ceil((3 * base + len(raw)) / 4)
+        return vsize(self.raw)
 
 
 def _fee(vbytes: float, fee_rate: float) -> int:

@@ -23,10 +23,9 @@ from ..chain.errors import SourceError, TxNotFound, TxRejected
 from ..chain.network import Network
 from ..chain.script_text import address as script_address
 from ..chain.source import ChainSource, TxStatus, UnspentOutput
-from ..chain.tx import is_coinbase, parse_tx
+from ..chain.tx import is_coinbase, parse_tx, vsize
 from ..errors import IdentityError
-from .anchor import (DUST, BuiltTx, build_fee_key_spend, fee_key_spend_fee, fee_key_spend_vbytes,
-                     vsize_of)
+from .anchor import (DUST, BuiltTx, build_fee_key_spend, fee_key_spend_fee, fee_key_spend_vbytes)
 from .keys import FeeKey
 from .wallet_record import SentTx, WalletRecord
 
@@ -361,11 +360,11 @@ class AnchoringWallet:
     def _build_child(self, parent: SentTx, package: list[SentTx], change: UnspentOutput,
                      rate: float) -> tuple[BuiltTx, int]:
         """The signed child and the value it spends."""
-        parent_vsize = vsize_of(parent.raw)
+        parent_vsize = vsize(parent.raw)
         if parent.fee >= rate * parent_vsize:
             raise WalletError(f"{parent.txid_hex} already pays {parent.fee / parent_vsize:.2f} sat/vB, "
                               f"at or above {rate} sat/vB")
-        package_vsize = sum(vsize_of(e.raw) for e in package)
+        package_vsize = sum(vsize(e.raw) for e in package)
         package_fee = sum(e.fee for e in package)
 
         def child_fee(child_vsize: float) -> int:

@@ -21,16 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..chain.hashes import from_display_hex, to_display_hex
-from ..chain.tx import parse_tx
+from ..chain.tx import Outpoint, outpoint, parse_tx
 from ..errors import IdentityError
 from .files import write_atomically
 
 RECORD_FILE = "wallet.json"
 LOCK_FILE = "wallet.lock"
 VERSION = 1
-
-Outpoint = tuple[bytes, int]     # (txid wire order, vout)
-
 
 @dataclass(frozen=True, slots=True)
 class SentTx:
@@ -48,8 +45,7 @@ class SentTx:
 
     @property
     def prevouts(self) -> list[Outpoint]:
-        # embit keeps input txids in display order
-        return [(bytes(i.txid)[::-1], i.vout) for i in parse_tx(self.raw).vin]
+        return [outpoint(i) for i in parse_tx(self.raw).vin]
 
     def output_value(self, vout: int) -> int:
         return parse_tx(self.raw).vout[vout].value

@@ -18,7 +18,7 @@ from ..hashes import to_display_hex
 from ..network import PARAMS, Network
 from ..script_text import is_unspendable
 from ..tx import is_coinbase, parse_tx, txid_of
-from ..txjson import MAX_MONEY, tx_weight
+from ..tx import MAX_MONEY, Outpoint, outpoint, tx_weight
 from .kernel import verify_scripts
 from .sigops import MAX_TX_SIGOPS_COST, sigop_cost
 from .store import Store, Utxo
@@ -32,7 +32,6 @@ SEQ_DISABLE = 1 << 31
 SEQ_TYPE_TIME = 1 << 22
 SEQ_MASK = 0x0000FFFF
 
-Outpoint = tuple[bytes, int]     # (txid wire order, vout)
 
 
 class ChainView(Protocol):
@@ -52,10 +51,6 @@ class Entry:
     weight: int
     sigops: int
     prevouts: tuple[Outpoint, ...]
-
-
-def _prevout(inp) -> Outpoint:
-    return (inp.txid[::-1], inp.vout)
 
 
 class Mempool:
@@ -140,7 +135,7 @@ class Mempool:
             total_out += out.value
             if total_out > MAX_MONEY:
                 raise reject("bad-txns-txouttotal-toolarge")
-        prevouts = tuple(_prevout(i) for i in tx.vin)
+        prevouts = tuple(outpoint(i) for i in tx.vin)
         if len(set(prevouts)) != len(prevouts):
             raise reject("bad-txns-inputs-duplicate")
         if is_coinbase(tx):
@@ -208,7 +203,7 @@ class Mempool:
             # its mempool children stay: they now spend a confirmed output
             removed += self.remove(txid, with_descendants=False)
             for inp in tx.vin:
-                rival = self.spenders.get(_prevout(inp))
+                rival = self.spenders.get(outpoint(inp))
                 if rival is not None and rival != txid:
                     removed += self.remove(rival)
         store.mempool_remove(removed)

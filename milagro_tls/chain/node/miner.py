@@ -16,8 +16,7 @@ from ..hashes import sha256d
 from ..header import BlockHeader, bits_to_target
 from ..merkle import merkle_root
 from ..network import PARAMS, Network
-from ..tx import parse_tx, txid_of, wtxid_of
-from ..txjson import COIN
+from ..tx import COIN, outpoint, parse_tx, txid_of, wtxid_of
 from .sigops import MAX_BLOCK_SIGOPS_COST
 
 REGTEST = PARAMS[Network.REGTEST]
@@ -123,7 +122,7 @@ def fees_of(raws: list[bytes], lookup) -> int:
         tx = parse_tx(raw)
         total_in: int | None = 0
         for inp in tx.vin:
-            op = (inp.txid[::-1], inp.vout)
+            op = outpoint(inp)
             coin = lookup(*op)
             value = made.get(op, coin.value if coin is not None else None)
             if value is None:

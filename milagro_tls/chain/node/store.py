@@ -26,7 +26,7 @@ from pathlib import Path
 from embit.transaction import Transaction
 
 from ..script_text import is_unspendable
-from ..tx import is_coinbase, txid_of
+from ..tx import is_coinbase, outpoint, txid_of
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain(height INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, raw BLOB NOT NULL);
@@ -133,7 +133,7 @@ class Store:
             coinbase = is_coinbase(tx)
             if not coinbase:
                 for inp in tx.vin:
-                    prev = (inp.txid[::-1], inp.vout)       # embit keeps txids in display order
+                    prev = outpoint(inp)
                     coin = self._one("SELECT value, spk, height, coinbase FROM utxo WHERE txid = ? AND vout = ?", *prev)
                     if coin is None:
                         raise IndexDiverged(f"block at height {height} spends an output the index lacks")
