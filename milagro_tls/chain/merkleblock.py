@@ -4,8 +4,13 @@ The traversal and every check are those of Core's merkleblock.cpp
 (``CPartialMerkleTree::ExtractMatches`` and ``TraverseAndExtract``). A proof that
 parses here only shows that the transactions sit in the block this header names;
 whether that header is on the best chain is the HeaderChain's question.
+The builder below makes the same bytes for the chain server.
 """
 from __future__ import annotations
+
+import struct
+
+from embit import compact
 
 from .errors import ProofMismatch
 from .hashes import sha256d, to_display_hex
@@ -98,3 +103,50 @@ class _Traversal:
             right = left      # the last node of an odd level pairs with itself
         return sha256d(left + right)
 
+
+# --- building (Core's CPartialMerkleTree constructor, the bytes gettxoutproof returns) ---
+
+def _node_hash(txids: list[bytes], height: int, pos: int) -> bytes:
+    """Core's CalcHash; the right child is the left one again where a level has an odd count."""
+    if height == 0:
+        return txids[pos]
+    left = _node_hash(txids, height - 1, pos * 2)
+    right = _node_hash(txids, height - 1, pos * 2 + 1) if pos * 2 + 1 < _tree_width(len(txids), height - 1) else left
+    return sha256d(left + right)
+
+
+def partial_merkle_tree(txids: list[bytes], matches: list[bool]) -> tuple[list[bool], list[bytes]]:
+    """(flag bits, hashes) of Core's CPartialMerkleTree for wire-order ``txids``."""
+    if not txids or len(txids) != len(matches):
+        raise ValueError("need one match flag per txid, and at least one txid")
+    n = len(txids)
+    height = 0
+    while _tree_width(n, height) > 1:
+        height += 1
+    bits: list[bool] = []
+    hashes: list[bytes] = []
+
+    def walk(h: int, pos: int) -> None:
+        parent_of_match = any(matches[pos << h:min((pos + 1) << h, n)])
+        bits.append(parent_of_match)
+        if h == 0 or not parent_of_match:
+            hashes.append(_node_hash(txids, h, pos))
+            return
+        walk(h - 1, pos * 2)
+        if pos * 2 + 1 < _tree_width(n, h - 1):
+            walk(h - 1, pos * 2 + 1)
+
+    walk(height, 0)
+    return bits, hashes
+
+
+def build_merkleblock(header: bytes, txids: list[bytes], wanted: set[bytes]) -> bytes:
+    """Serialized CMerkleBlock: header, uint32 tx count, hashes, flag bytes (bits LSB first)."""
+    if len(header) != 80:
+        raise ValueError("a block header is 80 bytes")
+    bits, hashes = partial_merkle_tree(txids, [t in wanted for t in txids])
+    flags = bytearray((len(bits) + 7) // 8)
+    for i, bit in enumerate(bits):
+        flags[i // 8] |= bit << (i % 8)
+    return (header + struct.pack("<I", len(txids)) + compact.to_bytes(len(hashes)) + b"".join(hashes)
+            + compact.to_bytes(len(flags)) + bytes(flags))

@@ -16,7 +16,7 @@ from .block import Block
 from .chainview import ChainView
 from .errors import BlockNotFound, NodeError, TxNotFound, TxRejected
 from .hashes import sha256d, to_display_hex
-from .merkleblock_build import build_merkleblock
+from .merkleblock import build_merkleblock
 from .network import Network
 from .script_text import address_to_script, is_unspendable
 from .tx import outpoint, parse_tx, tx_weight, txid_of

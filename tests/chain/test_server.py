@@ -21,7 +21,7 @@ from milagro_tls.chain.block import Block
 from milagro_tls.chain.hashes import from_display_hex, sha256d, to_display_hex
 from milagro_tls.chain.merkle import merkle_root, root_from_branch
 from milagro_tls.chain.merkleblock import parse_merkleblock
-from milagro_tls.chain.merkleblock_build import build_merkleblock, partial_merkle_tree
+from milagro_tls.chain.merkleblock import build_merkleblock, partial_merkle_tree
 from milagro_tls.chain.network import PARAMS, Network
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain.script_text import address
