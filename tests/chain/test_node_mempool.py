@@ -11,15 +11,11 @@ from milagro_tls.chain.block import Block
 from milagro_tls.chain.errors import BlockRejected, TxNotFound, TxRejected
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain.tx import parse_tx
+from helpers.nodes import coinbase_coin
 
 KEY = P2wpkhKey(bytes([9]) * 32)
 OTHER = b"\x00\x14" + b"\x33" * 20
 FEE = 1_000
-
-
-def coinbase_coin(node, height):
-    block = Block.parse(node.block(node.block_hash(height)))
-    return block.txids()[0], 0, block.txs[0].vout[0].value
 
 
 @pytest.fixture

@@ -8,15 +8,11 @@ from milagro_tls.chain.errors import BlockRejected
 from milagro_tls.chain.script_text import is_unspendable
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain.tx import is_coinbase, parse_tx
+from helpers.nodes import coinbase_coin
 
 KEY = P2wpkhKey(bytes([11]) * 32)
 OTHER = b"\x00\x14" + b"\x44" * 20
 FEE = 1_000
-
-
-def coinbase_coin(node, height):
-    block = Block.parse(node.block(node.block_hash(height)))
-    return block.txids()[0], 0, block.txs[0].vout[0].value
 
 
 def assert_index_matches_chain(node):

@@ -30,6 +30,7 @@ from milagro_tls.chain.spec import datadir_cookie, open_async_source, open_sourc
 from milagro_tls.chain.errors import SourceUnavailable
 from milagro_tls.chain.transport import NO_RETRY, RetryPolicy, checked_block, checked_header, checked_tx
 from milagro_tls.chain.tx import parse_tx, txid_of
+from helpers.nodes import coinbase_coin
 
 KEY = P2wpkhKey(bytes([11]) * 32)
 OTHER = b"\x00\x14" + b"\x77" * 20
@@ -92,11 +93,6 @@ def test_result_parsers_on_real_bodies():
 
 
 # --- against a running server ---
-
-def coinbase_coin(node, height):
-    block = Block.parse(node.block(node.block_hash(height)))
-    return block.txids()[0], 0, block.txs[0].vout[0].value
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -26,9 +26,10 @@ from milagro_tls.chain.network import PARAMS, Network
 from milagro_tls.chain.node.wallet import P2wpkhKey
 from milagro_tls.chain.script_text import address
 from milagro_tls.chain.server import ChainServer
-from milagro_tls.chain.tx import parse_tx, txid_of
+from milagro_tls.chain.tx import parse_tx, tx_weight, txid_of
 from milagro_tls.chain.txjson import (HeaderContext, Prevout, block_tx_count, core_block, core_tx, esplora_status,
-                                      esplora_tx, tx_weight)
+                                      esplora_tx)
+from helpers.nodes import coinbase_coin
 
 KEY = P2wpkhKey(bytes([7]) * 32)
 OTHER = b"\x00\x14" + b"\x44" * 20
@@ -37,11 +38,6 @@ FEE = 1_000
 
 def load(*parts):
     return json.loads(fixture_path(*parts).read_text())
-
-
-def coinbase_coin(node, height):
-    block = Block.parse(node.block(node.block_hash(height)))
-    return block.txids()[0], 0, block.txs[0].vout[0].value
 
 
 class Rpc:
