@@ -45,6 +45,8 @@ class BirthCertificate:
     previous: dict[str, Any] | None = None           # JSON form of the locator this one rotates from
     batch_key: bytes | None = None                   # x-only TBS batching key (batch-anchored PATs)
     version: int = VERSION
+    # Canonicalisation costs ~0.1 ms and handshakes need the digest several times.
+    _canonical: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # type() rather than ==: JSON true equals 1 in Python and would pass as version 1.
@@ -95,7 +97,9 @@ class BirthCertificate:
         return doc
 
     def canonical_bytes(self) -> bytes:
-        return rfc8785.dumps(self.to_json())
+        if self._canonical is None:
+            object.__setattr__(self, "_canonical", rfc8785.dumps(self.to_json()))
+        return self._canonical
 
     def digest(self) -> bytes:
         return hashlib.sha256(self.canonical_bytes()).digest()
