@@ -194,8 +194,9 @@ class TrustStore:
         The web PKI becomes the root of trust for this entry: a certificate authority that
         ``verify`` trusts (an ssl.SSLContext, a CA bundle path, or True for the system store;
         never off) vouches for the host, and the host for the anchor. The name is ``name``, else
-        the document's (asserted by the host), else the URL's host. A name already pinned to
-        another anchor is never replaced: first use means first.
+        the URL's host: the CA vouches for that host only, so a document naming another host
+        (``https://evil.example/`` saying ``"name": "your-bank.example"``) is ignored, with a
+        warning. A name already pinned to another anchor is never replaced: first use means first.
         """
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
@@ -210,8 +211,12 @@ class TrustStore:
         doc = _fetch_metadata(url, where, verify, timeout)
         if not isinstance(doc, dict) or "locator" not in doc:
             raise TrustStoreError(f"metadata at {where} is not a JSON object with a locator")
+        claimed = doc.get("name")
+        if name is None and isinstance(claimed, str) and _fold(claimed) != _fold(parts.hostname):
+            log.warning("metadata at %s claims the name %r, but the web PKI vouches only for %r: "
+                        "pinning it as %r", where, claimed, parts.hostname, parts.hostname)
         try:
-            entry = TrustEntry.from_json({"name": name or doc.get("name") or parts.hostname,
+            entry = TrustEntry.from_json({"name": name or parts.hostname,
                                           "locator": doc["locator"], "origin": TrustOrigin.WEB_PKI.value,
                                           "roles": list(roles) if roles is not None else doc.get("roles", [])})
         except TrustStoreError as exc:

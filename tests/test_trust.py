@@ -293,15 +293,15 @@ def https_server(tmp_path_factory):
 def test_first_use_pins_metadata_fetched_over_verified_https(chain, https_server, caplog):
     parties, identities = chain
     url, pages, ca = https_server.url, https_server.pages, https_server.ca
-    pages["/bank.json"] = json.dumps({"locator": parties["bank"].locator.to_json(), "name": "bank.example",
+    pages["/bank.json"] = json.dumps({"locator": parties["bank"].locator.to_json(), "name": "127.0.0.1",
                                       "roles": ["service"]}).encode()
     store = TrustStore()
     with caplog.at_level(logging.WARNING, logger="milagro_tls.trust"):
         entry = store.trust_on_first_use_via_web_pki(f"{url}/bank.json", verify=ca)
-    assert entry == TrustEntry("bank.example", parties["bank"].locator, frozenset({"service"}), TrustOrigin.WEB_PKI)
+    assert entry == TrustEntry("127.0.0.1", parties["bank"].locator, frozenset({"service"}), TrustOrigin.WEB_PKI)
     assert store.entries == (entry,) and entry.to_json()["origin"] == "web-pki"
     assert "web PKI (a certificate authority) is now the root of trust" in caplog.text
-    assert authenticate_peer(identities["bank"], store, expected_name="bank.example").entry == entry
+    assert authenticate_peer(identities["bank"], store, expected_name="127.0.0.1").entry == entry
     # A second use finds the same anchor pinned and changes nothing.
     assert store.trust_on_first_use_via_web_pki(f"{url}/bank.json", verify=ca) == entry and len(store) == 1
 
@@ -320,6 +320,20 @@ def test_first_use_names_the_entry_by_argument_then_metadata_then_host(chain, ht
                                         "roles": ["service"]}).encode()
     chosen = store.trust_on_first_use_via_web_pki(f"{url}/claims.json", name="my-bank", roles=[], verify=ca)
     assert chosen.name == "my-bank" and chosen.roles == frozenset()
+
+
+def test_first_use_ignores_a_name_the_certificate_authority_did_not_vouch_for(chain, https_server, caplog):
+    """The CA vouches for 127.0.0.1 only: a document claiming bank.example is not pinned as bank.example."""
+    parties, identities = chain
+    url, pages, ca = https_server.url, https_server.pages, https_server.ca
+    pages["/claims-other-host.json"] = json.dumps({"locator": parties["mallory"].locator.to_json(),
+                                                   "name": "bank.example"}).encode()
+    store = TrustStore()
+    with caplog.at_level(logging.WARNING, logger="milagro_tls.trust"):
+        entry = store.trust_on_first_use_via_web_pki(f"{url}/claims-other-host.json", verify=ca)
+    assert entry.name == "127.0.0.1"
+    assert "claims the name 'bank.example'" in caplog.text
+    assert not [e for e in store if e.name == "bank.example"]
 
 
 def test_first_use_refuses_what_it_cannot_verify_or_parse(chain, https_server):
@@ -349,9 +363,8 @@ def test_first_use_refuses_what_it_cannot_verify_or_parse(chain, https_server):
 def test_first_use_never_replaces_a_name_pinned_to_another_anchor(chain, https_server):
     parties, _ = chain
     url, pages, ca = https_server.url, https_server.pages, https_server.ca
-    pages["/mallory.json"] = json.dumps({"locator": parties["mallory"].locator.to_json(),
-                                         "name": "bank.example"}).encode()
+    pages["/mallory.json"] = json.dumps({"locator": parties["mallory"].locator.to_json()}).encode()
     store = TrustStore([_entry(parties["bank"])])
     with pytest.raises(TrustStoreError, match="'bank.example' is already pinned to regtest p2wpkh"):
-        store.trust_on_first_use_via_web_pki(f"{url}/mallory.json", verify=ca)
+        store.trust_on_first_use_via_web_pki(f"{url}/mallory.json", name="bank.example", verify=ca)
     assert store.entries == (_entry(parties["bank"]),)
