@@ -1,6 +1,17 @@
-"""milagro-tls: TLS 1.2 whose peers are authenticated by Bitcoin anchors, not certificates."""
+"""milagro-tls: TLS 1.2 whose peers are authenticated by Bitcoin anchors, not certificates.
+
+The sans-IO connection (``Connection``) speaks the ECDH-BTC and YAK-BTC suites; the
+trust store says which anchored peers it accepts, under which names. Everything else
+lives in the sub-packages (``chain``, ``identity``, ``ciphersuites``, ``handshake``).
+"""
 from .errors import MilagroError
+from .handshake import (NEED_DATA, ApplicationData, Connection, ConnectionClosed, ConnectionDead,
+                        ConnectionFailed, HandshakeComplete, HandshakeConfig, HandshakeError, Role)
+from .identity.local import LocalIdentity
+from .trust import TrustEntry, TrustStore
 
 __version__ = "0.1.0"
 
-__all__ = ["MilagroError", "__version__"]
+__all__ = ["ApplicationData", "Connection", "ConnectionClosed", "ConnectionDead", "ConnectionFailed",
+           "HandshakeComplete", "HandshakeConfig", "HandshakeError", "LocalIdentity", "MilagroError",
+           "NEED_DATA", "Role", "TrustEntry", "TrustStore", "__version__"]

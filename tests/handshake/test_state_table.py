@@ -1,0 +1,53 @@
+"""The transition table alone, driven by message types only (house style: h11's test_state)."""
+from __future__ import annotations
+
+from tlslite.constants import HandshakeType as H
+
+from milagro_tls.handshake.state import CHANGE_CIPHER_SPEC, TRANSITIONS, Role, State, next_state
+
+CLIENT_PATH = [(State.WAIT_SERVER_HELLO, H.server_hello), (State.WAIT_SERVER_KEY_EXCHANGE, H.server_key_exchange),
+               (State.WAIT_SERVER_HELLO_DONE, H.server_hello_done),
+               (State.WAIT_CHANGE_CIPHER_SPEC, CHANGE_CIPHER_SPEC), (State.WAIT_FINISHED, H.finished)]
+SERVER_PATH = [(State.WAIT_CLIENT_HELLO, H.client_hello), (State.WAIT_CLIENT_KEY_EXCHANGE, H.client_key_exchange),
+               (State.WAIT_CHANGE_CIPHER_SPEC, CHANGE_CIPHER_SPEC), (State.WAIT_FINISHED, H.finished)]
+
+
+def _walk(role, path):
+    state = path[0][0]
+    for expected_state, message in path:
+        assert state is expected_state
+        state = next_state(role, state, message)
+    return state
+
+
+def test_each_role_reaches_established_by_exactly_its_flight_order():
+    assert _walk(Role.CLIENT, CLIENT_PATH) is State.ESTABLISHED
+    assert _walk(Role.SERVER, SERVER_PATH) is State.ESTABLISHED
+
+
+def test_the_table_has_no_transition_off_the_two_paths():
+    on_paths = {(Role.CLIENT, s, m) for s, m in CLIENT_PATH} | {(Role.SERVER, s, m) for s, m in SERVER_PATH}
+    assert set(TRANSITIONS) == on_paths
+
+
+def test_messages_of_the_other_role_are_never_accepted():
+    client_messages = {H.client_hello, H.client_key_exchange}
+    server_messages = {H.server_hello, H.server_key_exchange, H.server_hello_done, H.hello_request}
+    for state in State:
+        for message in client_messages:
+            assert next_state(Role.CLIENT, state, message) is None
+        for message in server_messages:
+            assert next_state(Role.SERVER, state, message) is None
+
+
+def test_certificate_based_messages_are_never_accepted():
+    for role in Role:
+        for state in State:
+            for message in (H.certificate, H.certificate_request, H.certificate_verify, H.new_session_ticket):
+                assert next_state(role, state, message) is None
+
+
+def test_nothing_is_accepted_after_the_end():
+    for role in Role:
+        for state in (State.ESTABLISHED, State.CLOSED, State.FAILED):
+            assert not [k for k in TRANSITIONS if k[0] is role and k[1] is state]
