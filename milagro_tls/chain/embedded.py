@@ -1,6 +1,8 @@
 """EmbeddedSource: the ChainSource interface over an in-process RegtestNode."""
 from __future__ import annotations
 
+import functools
+import threading
 from pathlib import Path
 
 from .network import Network
@@ -8,12 +10,29 @@ from .node import RegtestNode
 from .source import ChainSource, Tip, TxStatus, UnspentOutput
 
 
+def _serialised(cls):
+    """Run every public method under the instance's lock: the node (kernel, SQLite, mempool) is
+    not thread-safe, and a Context's header sync thread shares the source with its owner."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_") and name != "open":
+            def wrap(method):
+                @functools.wraps(method)
+                def locked(self, *args, **kwargs):
+                    with self._lock:
+                        return method(self, *args, **kwargs)
+                return locked
+            setattr(cls, name, wrap(member))
+    return cls
+
+
+@_serialised
 class EmbeddedSource(ChainSource):
     network = Network.REGTEST
 
     def __init__(self, node: RegtestNode, *, owns_node: bool = False) -> None:
         self.node = node
         self._owns_node = owns_node
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, datadir: str | Path) -> "EmbeddedSource":
