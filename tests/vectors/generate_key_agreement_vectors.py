@@ -5,6 +5,13 @@ tests/ciphersuites/test_key_agreement_vectors.py reproduces every value with our
 recomputes every premaster, proof equation and master secret with a second implementation
 (the pure-Python ``ecdsa`` package, hashlib and hmac) from the JSON alone.
 
+Each valid case also carries, under "suites", the key schedule of every registered suite of
+its family: the extended master secret with that suite's PRF hash, the key block split into
+write keys and IVs, and the client's Finished verify_data. These are computed with
+milagro_tls.handshake.keyschedule and checked against the record protection the handshake
+builds. rfc/render_vectors.py renders all of it into the draft's Test Vectors appendix, and
+tests/rfc/test_clean_room.py recomputes it from the draft's text alone.
+
 The long-term keys are the nonces of real anchor transactions (RFC 6979 signatures, so the
 bytes are stable), built as generate_identity_vectors.py builds its anchor; the server's is
 that same anchor. Every key here is a fixed TEST key: publishing k is what makes the
@@ -25,6 +32,9 @@ from milagro_tls.chain.tx import parse_tx
 from milagro_tls.ciphersuites import ecdh_btc, nizk, yak_btc
 from milagro_tls.ciphersuites.nonce import N, ecdsa_nonce_point, parse_der_signature
 from milagro_tls.ciphersuites.points import P
+from milagro_tls.ciphersuites.registry import SUITES, KeyExchangeKind
+from milagro_tls.handshake import keyschedule
+from milagro_tls.handshake.records import ContentType, RecordProtection
 from milagro_tls.identity.anchor import build_anchor_tx
 from milagro_tls.identity.certificate import BirthCertificate
 from milagro_tls.identity.keys import IdentityKey
@@ -90,6 +100,53 @@ def master_secrets(name: str, premaster: bytes) -> dict:
             "master_secret_sha384": bytes(PRF_1_2_SHA384(premaster, EMS_LABEL, hash384, 48)).hex()}
 
 
+def _randoms(name: str) -> dict:
+    """Fixed client and server randoms (RFC 5246 §7.4.1.2) of the case named ``name``."""
+    return {"client_random": _fixed(f"{name} client_random").hex(),
+            "server_random": _fixed(f"{name} server_random").hex()}
+
+
+#: What suite_schedules encrypts to prove that its key split is the one the handshake uses.
+_PROBE = b"milagro-tls key block probe"
+
+
+def _same_protection(ours: RecordProtection, handshake: RecordProtection) -> bool:
+    """Equal keys and IVs give equal records: the only way to compare AEAD states from outside."""
+    return ours.seal(ContentType.application_data, _PROBE) == handshake.seal(ContentType.application_data, _PROBE)
+
+
+def suite_schedules(case: dict) -> list[dict]:
+    """The key schedule of every registered suite of ``case``'s family (RFC 5246 §6.3, §7.4.9;
+    RFC 7627 §4), from the case's premaster, randoms and per-hash session hash."""
+    kind = KeyExchangeKind.ECDH_BTC if case["suite"] == "ecdh_btc" else KeyExchangeKind.YAK_BTC
+    premaster = bytes.fromhex(case["premaster"])
+    client_random, server_random = bytes.fromhex(case["client_random"]), bytes.fromhex(case["server_random"])
+    schedules = []
+    for suite in sorted((s for s in SUITES.values() if s.key_exchange is kind), key=lambda s: s.code):
+        session_hash = bytes.fromhex(case[f"session_hash_{suite.prf_hash}"])
+        master = keyschedule.extended_master_secret(suite, premaster, session_hash)
+        assert master.hex() == case[f"master_secret_{suite.prf_hash}"]
+        key_length, iv_length = suite.cipher.key_length, suite.cipher.fixed_iv_length
+        block = keyschedule.prf(suite, master, b"key expansion", server_random + client_random,
+                                2 * (key_length + iv_length))
+        parts = {"client_write_key": block[:key_length], "server_write_key": block[key_length:2 * key_length],
+                 "client_write_iv": block[2 * key_length:2 * key_length + iv_length],
+                 "server_write_iv": block[2 * key_length + iv_length:]}
+        client_write, server_write = keyschedule.record_protections(suite, master, client_random, server_random)
+        assert _same_protection(RecordProtection(suite.cipher, parts["client_write_key"], parts["client_write_iv"]),
+                                client_write)
+        assert _same_protection(RecordProtection(suite.cipher, parts["server_write_key"], parts["server_write_iv"]),
+                                server_write)
+        # In this handshake (no CertificateVerify) the client's Finished hashes exactly the
+        # messages the session hash covers: ClientHello up to and including ClientKeyExchange.
+        verify_data = keyschedule.finished_verify_data(suite, master, client=True, transcript_hash=session_hash)
+        schedules.append({"code": f"0x{suite.code:04x}", "name": suite.name, "prf_hash": suite.prf_hash,
+                          "session_hash": session_hash.hex(), "master_secret": master.hex(),
+                          "key_block": block.hex(), **{k: v.hex() for k, v in parts.items()},
+                          "client_verify_data": verify_data.hex()})
+    return schedules
+
+
 def _proof(name: str, side: str, secret: coincurve.PrivateKey, uid: bytes, info: bytes) -> dict:
     v = _scalar(f"{name} {side} v")
     proof = nizk.prove(secret, uid, info, nonce=v)
@@ -108,7 +165,7 @@ def ecdh_full(server: dict, k_s, client: dict, k_c) -> dict:
     name = "ecdh_btc full"
     pms = ecdh_btc.premaster(k_c, bytes.fromhex(server["nonce_point"]))
     assert pms == ecdh_btc.premaster(k_s, bytes.fromhex(client["nonce_point"]))
-    return {"name": name, "suite": "ecdh_btc", "mode": "full",
+    return {"name": name, "suite": "ecdh_btc", "mode": "full", **_randoms(name),
             "client": {"anchor": client}, "server": {"anchor": server},
             "premaster": pms.hex(), **master_secrets(name, pms)}
 
@@ -118,13 +175,14 @@ def ecdh_server_only(server: dict, k_s) -> dict:
     client, e = _ephemeral(name, "client")
     pms = ecdh_btc.premaster(e, bytes.fromhex(server["nonce_point"]))
     assert pms == ecdh_btc.premaster(k_s, _point(e))
-    return {"name": name, "suite": "ecdh_btc", "mode": "server-only",
+    return {"name": name, "suite": "ecdh_btc", "mode": "server-only", **_randoms(name),
             "client": client, "server": {"anchor": server},
             "premaster": pms.hex(), **master_secrets(name, pms)}
 
 
 def yak(name: str, server: dict, k_s, client: dict | None, k_c) -> dict:
-    client_random, server_random = _fixed(f"{name} client_random"), _fixed(f"{name} server_random")
+    randoms = _randoms(name)
+    client_random, server_random = bytes.fromhex(randoms["client_random"]), bytes.fromhex(randoms["server_random"])
     info = yak_btc.other_info(client_random, server_random)
     sides = {}
     for side, anchor_doc in (("client", client), ("server", server)):
@@ -213,6 +271,8 @@ def main() -> None:
         yak("yak_btc full", server, k_s, client, k_c),
         yak("yak_btc server-only", server, k_s, None, None),
     ]
+    for case in valid:
+        case["suites"] = suite_schedules(case)
     doc = {"source": "ECDH-BTC and YAK-BTC premasters over real anchor nonces, RFC 8235 Schnorr NIZKs "
                      "(milagro_tls/ciphersuites/nizk.py transcript) and RFC 7627 extended master secrets "
                      "(test keys only, never use them)",
