@@ -1,0 +1,246 @@
+"""The draft in rfc/ says what the code does: its vectors, tables and constants are the code's.
+
+Each test reads a table or a number from the draft's markdown and compares it with the
+value the code uses, so that a change on either side without the other fails here.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+from tlslite.constants import AlertDescription, HandshakeType
+
+from milagro_tls.chain.network import Network
+from milagro_tls.chain.proof import MAX_DEPTH
+from milagro_tls.chain.verify import DEFAULT_MIN_CONFIRMATIONS
+from milagro_tls.ciphersuites import yak_btc
+from milagro_tls.ciphersuites.points import G
+from milagro_tls.ciphersuites.registry import DEFAULT_SUITES, SUITES, BulkCipher, KeyExchangeKind
+from milagro_tls.handshake import client as handshake_client
+from milagro_tls.handshake import connection, errors, state
+from milagro_tls.handshake.messages import DEFAULT_MAX_STAPLE_SIZE, LOCATOR_EXTENSION
+from milagro_tls.identity import certificate, locator, marker
+from milagro_tls.identity.anchor import SEAL_VALUE
+from milagro_tls.identity.keys import StatementType
+
+ROOT = Path(__file__).resolve().parents[2]
+DRAFT_PATH = ROOT / "rfc" / "draft-milagro-tls-bitcoin-ake-00.md"
+DRAFT = DRAFT_PATH.read_text()
+
+
+def _render_module():
+    spec = importlib.util.spec_from_file_location("render_vectors", ROOT / "rfc" / "render_vectors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table(anchor: str) -> list[list[str]]:
+    """The body rows of the markdown table that ``{: #anchor ...}`` closes, cells stripped."""
+    end = DRAFT.index("{: #" + anchor + " ")
+    lines = DRAFT[:end].rstrip("\n").split("\n")
+    rows = []
+    for line in reversed(lines):
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    rows.reverse()
+    assert len(rows) > 2 and set(rows[1]) <= {"---"}, f"no table before #{anchor}"
+    return rows[2:]
+
+
+def section(anchor: str) -> str:
+    """The text from the heading ``{#anchor}`` to the next heading of any level."""
+    start = DRAFT.index(f"{{#{anchor}}}")
+    end = DRAFT.find("\n#", start)
+    return DRAFT[start:end if end != -1 else len(DRAFT)]
+
+
+# ---------------------------------------------------------------- (a) the vectors are generated
+
+def test_vectors_appendix_is_exactly_what_the_renderer_makes_of_tests_vectors():
+    render = _render_module()
+    assert render.splice(DRAFT, render.render()) == DRAFT, \
+        "the draft's vectors differ from tests/vectors: run .venv/bin/python rfc/render_vectors.py"
+
+
+def test_renderer_check_mode_agrees():
+    assert _render_module().main(["--check"]) == 0
+
+
+def test_the_generated_block_covers_every_suite_in_both_modes():
+    block = DRAFT[DRAFT.index("<!-- BEGIN GENERATED VECTORS -->"):DRAFT.index("<!-- END GENERATED VECTORS -->")]
+    found = set(re.findall(r"^suite: ([0-9a-f]{4})\n(?:.*\n)*?mode: (\S+)$", block, re.M))
+    assert found == {(f"{code:04x}", mode) for code in SUITES for mode in ("full", "server-only")}
+
+
+# ---------------------------------------------------------------- (b) tables and code points
+
+def test_suite_table_is_the_registry():
+    assert {int(code, 16): name for code, name in table("tab-suites")} == \
+        {code: suite.name for code, suite in SUITES.items()}
+
+
+def test_each_suite_name_spells_its_key_exchange_cipher_and_prf_hash():
+    kinds = {KeyExchangeKind.ECDH_BTC: "ECDH_BTC", KeyExchangeKind.YAK_BTC: "YAK_BTC"}
+    for suite in SUITES.values():
+        assert suite.name == f"TLS_{kinds[suite.key_exchange]}_WITH_{suite.cipher.name}_{suite.prf_hash.upper()}"
+
+
+def test_preference_order_in_the_text_is_the_registry_order():
+    text = " ".join(section("suite-table").split())
+    listed = re.search(r"ChaCha20-Poly1305: ((?:0x[0-9A-F]{4}(?:, |\.))+)", text).group(1)
+    assert [int(code, 16) for code in re.findall(r"0x[0-9A-F]{4}", listed)] == [s.code for s in DEFAULT_SUITES]
+
+
+def test_key_length_table_is_the_ciphers():
+    rows = {cipher: tuple(int(cell) for cell in rest) for cipher, *rest in table("tab-key-lengths")}
+    assert rows == {c.name: (c.key_length, c.fixed_iv_length, c.record_iv_length,
+                             2 * (c.key_length + c.fixed_iv_length)) for c in BulkCipher}
+
+
+def test_locator_extension_number_is_the_code_point():
+    assert f"bitcoin_locator(0x{LOCATOR_EXTENSION:04X})" in DRAFT
+    assert f"0x{LOCATOR_EXTENSION:04X} ({LOCATOR_EXTENSION})" in DRAFT
+    assert 0xFF00 <= LOCATOR_EXTENSION <= 0xFFFF and LOCATOR_EXTENSION != 0xFF01
+
+
+def _error_class(name: str) -> type[errors.HandshakeError]:
+    for module in (errors, handshake_client):
+        if isinstance(getattr(module, name, None), type):
+            return getattr(module, name)
+    raise AssertionError(f"the draft names {name}, which the handshake does not define")
+
+
+def test_every_alert_in_the_error_table_is_the_one_the_code_sends():
+    rows = table("tab-alerts")
+    for _failure, alert, exception in rows:
+        name, code = re.fullmatch(r"(\w+) \((\d+)\)", alert).groups()
+        assert getattr(AlertDescription, name) == int(code), alert
+        assert _error_class(exception).alert == int(code), f"{exception} sends {name} in the draft"
+    # every concrete alert-carrying class the handshake raises has its row
+    named = {exception for *_, exception in rows}
+    assert {"UnexpectedMessage", "BadRecordMac", "RecordOverflow", "NoCommonSuite", "PeerNotAuthenticated",
+            "AnchorNotYetVerifiable", "IllegalParameter", "MalformedMessage", "ProofFailed",
+            "UnsupportedVersion", "InternalError", "UnsupportedExtension"} <= named
+
+
+def test_negative_case_table_is_the_test_suites_table():
+    from handshake.test_negative_cases import CASES
+
+    expected = [[case.id, case.values[0], AlertDescription.toRepr(case.values[1])] for case in CASES]
+    assert table("tab-negative") == expected
+    assert f"{{{{negative-cases}}}} lists {len(CASES)} hostile handshakes" in DRAFT
+
+
+_MESSAGES = {"ClientHello": HandshakeType.client_hello, "ServerHello": HandshakeType.server_hello,
+             "ServerKeyExchange": HandshakeType.server_key_exchange,
+             "ServerHelloDone": HandshakeType.server_hello_done,
+             "ClientKeyExchange": HandshakeType.client_key_exchange,
+             "ChangeCipherSpec": state.CHANGE_CIPHER_SPEC, "Finished": HandshakeType.finished}
+
+
+def test_transition_tables_are_the_state_machine():
+    drawn = set()
+    for role, anchor in ((state.Role.CLIENT, "tab-client-transitions"), (state.Role.SERVER, "tab-server-transitions")):
+        for current, message, after in table(anchor):
+            drawn.add((role, state.State[current], _MESSAGES[message], state.State[after]))
+    coded = set()
+    for (role, current, message), after in state.TRANSITIONS.items():
+        for target in (after if isinstance(after, tuple) else (after,)):
+            coded.add((role, current, message, target))
+    assert drawn == coded
+
+
+def test_handshake_message_bounds_are_the_connections():
+    text = " ".join(section("state-machine").split())
+    assert f"ClientHello and ServerHello at {connection._MAX_HELLO} bytes" in text
+    assert f"plus {connection._KEY_EXCHANGE_OVERHEAD} bytes" in text
+    assert f"more than {'four' if connection._MAX_WARNINGS == 4 else connection._MAX_WARNINGS} consecutive" in text
+
+
+def test_marker_table_and_format_are_the_codes():
+    rows = {int(t, 16): name for t, name, _ in table("tab-marker") if "-" not in t and name != "reserved"}
+    assert rows == {int(t): t.name.lower() for t in marker.MarkerType}
+    assert marker.MAGIC.hex(" ") in DRAFT and marker.PAYLOAD_SIZE == 40
+    assert f"0x{marker.OP_RETURN:02x} (OP_RETURN), the byte 0x{marker.PAYLOAD_SIZE:02x}" in DRAFT
+
+
+def test_locator_structure_is_the_codes():
+    networks = dict(re.findall(r"(\w+)\((\d+)\)", DRAFT[DRAFT.index("enum {\n    mainnet"):
+                                                        DRAFT.index("} BitcoinNetwork;")]))
+    assert {name: int(value) for name, value in networks.items() if name != "255"} == \
+        {n.label: n.value for n in Network}
+    kinds = dict(re.findall(r"(\w+)\((\d+)\)", re.search(r"enum \{ p2wpkh.*?\} LocatorKind;", DRAFT).group(0)))
+    assert {name: int(value) for name, value in kinds.items() if name != "255"} == \
+        {k.name.lower(): k.value for k in locator.LocatorKind}
+    assert f"body<0..{locator.MAX_BODY}>" in DRAFT
+    assert f"The fixed part is {locator._FIXED.size} bytes" in DRAFT
+
+
+def test_certificate_members_and_limits_are_the_codes():
+    members = {name: presence for name, presence, _ in table("tab-certificate")}
+    assert {m for m, p in members.items() if p == "REQUIRED"} == certificate._REQUIRED
+    assert {m for m, p in members.items() if p == "OPTIONAL"} == certificate._OPTIONAL
+    roles = re.findall(r'"(\w+)"', next(value for name, _, value in table("tab-certificate") if name == "role"))
+    assert tuple(roles) == certificate.ROLES
+    assert f"at most {certificate.MAX_CERTIFICATE_SIZE} bytes" in " ".join(section("birth-certificate").split())
+
+
+def test_statement_tags_are_the_identity_keys():
+    tags = set(re.findall(r'"(milagro/[a-z-]+)"', section("identity-key")))
+    assert tags == {kind.value for kind in StatementType}
+
+
+def test_nizk_constants_are_the_codes():
+    text = section("nizk")
+    generator = "".join(re.search(r"G is\s+([0-9a-f]+)\s+([0-9a-f]+)", text).groups())
+    assert bytes.fromhex(generator) == G
+    assert f'{len(yak_btc.ANONYMOUS_USER_ID)} ASCII bytes\n                "{yak_btc.ANONYMOUS_USER_ID.decode()}"' in text
+
+
+def test_defaults_in_the_text_are_the_codes():
+    flat = " ".join(DRAFT.split())
+    assert f"default is {DEFAULT_MAX_STAPLE_SIZE} bytes" in flat
+    assert f"implementation's default is {DEFAULT_MIN_CONFIRMATIONS}" in flat
+    assert f"default of {DEFAULT_MIN_CONFIRMATIONS} confirmations" in flat
+    assert f"the seal ({SEAL_VALUE} satoshis" in flat
+    assert f"Merkle depth, <= {MAX_DEPTH}" in DRAFT and f"depth of at most {MAX_DEPTH}" in flat
+
+
+# ---------------------------------------------------------------- (c) the sections the issue requires
+
+REQUIRED_SECTIONS = [
+    "terminology", "birth-certificate", "marker", "single-anchor", "identity-key", "locator",
+    "nonce-keys", "exact-r", "owner-k", "suite-table", "ecdh-btc", "yak-btc", "nizk",
+    "handshake", "message-flow", "state-machine", "client-hello", "server-hello", "locator-extension",
+    "wire-formats", "staple", "ske", "cke", "proof-bundle", "premaster",
+    "key-schedule", "ems", "key-block", "record-protection", "finished",
+    "verification", "verification-procedure", "spv", "header-chain", "reorgs", "trust-store", "revocation",
+    "alerts", "roles", "future-work", "iana", "security", "k-is-the-key", "fs-kci", "privacy", "pinning",
+    "depth-vs-reorg", "thin-clients", "no-io", "test-vectors", "negative-cases",
+]
+
+
+@pytest.mark.parametrize("anchor", REQUIRED_SECTIONS)
+def test_draft_has_required_section(anchor):
+    assert re.search(rf"^#+ .*\{{#{re.escape(anchor)}\}}$", DRAFT, re.M), f"no section {{#{anchor}}}"
+
+
+def test_front_matter_names_the_required_references():
+    front = DRAFT[:DRAFT.index("--- abstract")]
+    for ref in ("RFC2119", "RFC8174", "RFC5246", "RFC7627", "RFC8235", "RFC8785", "RFC5288", "RFC7905",
+                "RFC8422", "RFC5746", "RFC6066", "RFC7301", "BIP-0141", "BIP-0143", "BIP-0340", "BIP-0341",
+                "McCorry2015", "Hao2010"):
+        assert re.search(rf"^  {ref}:$", front, re.M), ref
+    assert "docname: draft-milagro-tls-bitcoin-ake-00" in front
+    assert re.search(r"^category: (info|exp)$", front, re.M)
+
+
+def test_every_cross_reference_has_a_target():
+    anchors = set(re.findall(r"\{#([\w-]+)\}", DRAFT)) | set(re.findall(r"\{: #([\w-]+)", DRAFT))
+    references = set(re.findall(r"^  ([\w-]+):$", DRAFT[:DRAFT.index("--- abstract")], re.M))
+    for target in re.findall(r"\{\{(?:(?:Section|Appendix) [\w.]+ of )?([\w-]+)\}\}", DRAFT):
+        assert target in anchors | references, target
