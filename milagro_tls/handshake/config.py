@@ -1,6 +1,7 @@
 """What a connection needs to know: who we are, whom we trust, and the header chain."""
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from ..chain.verify import DEFAULT_MIN_CONFIRMATIONS, VerifiedHeaders
@@ -8,6 +9,7 @@ from ..ciphersuites.registry import DEFAULT_SUITES, SuiteSpec
 from ..identity.local import LocalIdentity
 from ..trust import TrustStore
 from .messages import DEFAULT_MAX_STAPLE_SIZE
+from .session import DEFAULT_SESSION_LIFETIME, SessionCache
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,6 +26,15 @@ class HandshakeConfig:
     allowed_client_roles: frozenset[str] | None = None
     #: Loud opt-in: accept any peer whose anchor verifies, reported as unauthenticated.
     accept_any_anchored_peer_unauthenticated: bool = False
+    #: Server: sessions it may resume. Client: how long it offers a session it holds.
+    session_cache: SessionCache | None = None
+    session_lifetime: float = DEFAULT_SESSION_LIFETIME
+    #: Server: Python ``ssl`` serves clients that offer none of our suites (standard suites,
+    #: an X.509 certificate). Never used when client identities are required.
+    fallback_context: ssl.SSLContext | None = None
+    #: Client: also offer standard ECDHE suites, verified against these DER trust anchors
+    #: (set only toward peers that are not pinned: the Context decides per connection).
+    fallback_trust_anchors: tuple[bytes, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.suites:

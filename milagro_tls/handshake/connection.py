@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 
 from tlslite.constants import AlertDescription, AlertLevel, HandshakeType
 
@@ -28,7 +29,8 @@ from .events import NEED_DATA, ApplicationData, ConnectionClosed, ConnectionFail
 from .keyschedule import Transcript
 from .records import ContentType, RecordLayer
 from .server import ServerHandshake
-from .state import CHANGE_CIPHER_SPEC, RENEGOTIATION_REQUESTS, Role, State, next_state
+from .session import Session
+from .state import CHANGE_CIPHER_SPEC, RENEGOTIATION_REQUESTS, Role, State, next_state, next_states
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 #: and a proof. Finished: verify_data_length 12 (RFC 5246 §7.4.9).
 _MAX_HELLO = 131396
 _KEY_EXCHANGE_OVERHEAD = 512
+#: An X.509 chain in the standard-suite fallback: OpenSSL's default max_cert_list is 100 KiB.
+_MAX_CERTIFICATE_CHAIN = 100 * 1024
 #: Consecutive warning alerts we tolerate: each costs us work and the peer nothing.
 _MAX_WARNINGS = 4
 
@@ -46,9 +50,12 @@ class LocalProtocolError(MilagroError):
 
 
 class Connection(ClientHandshake, ServerHandshake):
-    def __init__(self, role: Role, config: HandshakeConfig, *, server_hostname: str | None = None) -> None:
+    def __init__(self, role: Role, config: HandshakeConfig, *, server_hostname: str | None = None,
+                 session: Session | None = None) -> None:
         if role is Role.SERVER and config.identity is None:
             raise ValueError("a server needs an anchored identity: our suites authenticate the server")
+        if session is not None and role is Role.SERVER:
+            raise ValueError("only a client offers a session; a server resumes from its session cache")
         self.role = role
         self.config = config
         self.server_hostname = server_hostname
@@ -57,6 +64,7 @@ class Connection(ClientHandshake, ServerHandshake):
         self.peer: AuthenticatedPeer | None = None
         self.alpn_protocol: str | None = None
         self.server_name: str | None = None      # the SNI a client sent us
+        self.peer_x509 = None                    # the server's certificate, standard-suite fallback only
         self.client_random = b""
         self.server_random = b""
         self.session_id = b""
@@ -73,6 +81,12 @@ class Connection(ClientHandshake, ServerHandshake):
         self._closed_event: ConnectionClosed | None = None
         self._failure_delivered = False
         self._close_sent = False
+        #: Client: the session offered for resumption. After the handshake: this connection's.
+        self.session: Session | None = session
+        self.session_reused = False
+        #: Server: raw bytes up to the ClientHello, replayed to Python ssl for the fallback.
+        self._raw_hello: bytearray | None = bytearray() if config.fallback_context is not None else None
+        self._standard = None          # the fallback's engine, once delegated
 
     # --- the sans-IO surface --------------------------------------------------------------
     @property
@@ -91,6 +105,14 @@ class Connection(ClientHandshake, ServerHandshake):
     def receive_data(self, data: bytes) -> None:
         if self.state is State.FAILED:
             raise ConnectionDead("the connection failed; open a new one")
+        if self._standard is not None:
+            self._standard.receive_data(data)
+            return
+        if self._raw_hello is not None:
+            if self.state is State.WAIT_CLIENT_HELLO and len(self._raw_hello) <= _MAX_HELLO + 1024:
+                self._raw_hello += data
+            else:
+                self._raw_hello = None
         if not data:
             self._eof = True
         elif not self._eof:
@@ -99,10 +121,14 @@ class Connection(ClientHandshake, ServerHandshake):
     def data_to_send(self) -> bytes:
         out = bytes(self._outgoing)
         self._outgoing.clear()
+        if self._standard is not None:
+            out += self._standard.data_to_send()
         return out
 
     def next_event(self):
         while True:
+            if self._standard is not None and not self._events:
+                return self._standard_event()
             if self._events:
                 event = self._events.popleft()
                 if isinstance(event, ConnectionFailed):
@@ -128,6 +154,9 @@ class Connection(ClientHandshake, ServerHandshake):
             raise LocalProtocolError("close() was called: no more data may be sent")
         if self.state not in (State.ESTABLISHED, State.CLOSED):
             raise LocalProtocolError(f"cannot send application data in state {self.state.value}")
+        if self._standard is not None:
+            self._standard.send_data(data)
+            return
         if data:
             self._outgoing += self._records.encode(ContentType.application_data, data)
 
@@ -136,6 +165,9 @@ class Connection(ClientHandshake, ServerHandshake):
         if self.state is State.FAILED or self._close_sent:
             return
         self._close_sent = True
+        if self._standard is not None:
+            self._standard.close()
+            return
         self._queue_alert(AlertLevel.warning, AlertDescription.close_notify)
         if self.state is not State.ESTABLISHED:
             self.state = State.CLOSED
@@ -180,8 +212,8 @@ class Connection(ClientHandshake, ServerHandshake):
             length = int.from_bytes(buffer[1:4], "big")
             renegotiation = (self.state is State.ESTABLISHED
                              and message_type == RENEGOTIATION_REQUESTS[self.role])
-            after = next_state(self.role, self.state, message_type)
-            if after is None and not renegotiation:
+            allowed = next_states(self.role, self.state, message_type)
+            if not allowed and not renegotiation:
                 raise UnexpectedMessage(f"{HandshakeType.toStr(message_type)} in state {self.state.value}")
             if length > self._max_message_size(message_type):
                 raise MalformedMessage(f"{HandshakeType.toStr(message_type)} of {length} bytes is longer "
@@ -194,21 +226,26 @@ class Connection(ClientHandshake, ServerHandshake):
                 log.info("peer asked to renegotiate: refused")
                 self._queue_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
                 continue
-            self._dispatch(message_type, raw)
-            if self.state is not State.FAILED:
-                self.state = after
+            chosen = self._dispatch(message_type, raw)
+            if self.state is State.FAILED or self._standard is not None:
+                return
+            if chosen is not None and chosen not in allowed:
+                raise InternalError(f"handler chose {chosen} after {HandshakeType.toStr(message_type)}")
+            self.state = chosen or allowed[0]
 
-    def _dispatch(self, message_type: int, raw: bytes) -> None:
+    def _dispatch(self, message_type: int, raw: bytes) -> State | None:
         handler = {
             (Role.SERVER, HandshakeType.client_hello): self._on_client_hello,
             (Role.CLIENT, HandshakeType.server_hello): self._on_server_hello,
+            (Role.CLIENT, HandshakeType.certificate): self._on_certificate,
+            (Role.CLIENT, HandshakeType.certificate_request): self._on_certificate_request,
             (Role.CLIENT, HandshakeType.server_key_exchange): self._on_server_key_exchange,
             (Role.CLIENT, HandshakeType.server_hello_done): self._on_server_hello_done,
             (Role.SERVER, HandshakeType.client_key_exchange): self._on_client_key_exchange,
             (Role.CLIENT, HandshakeType.finished): self._on_server_finished,
             (Role.SERVER, HandshakeType.finished): self._on_client_finished,
         }[(self.role, message_type)]
-        handler(raw)
+        return handler(raw)
 
     def _max_message_size(self, message_type: int) -> int:
         if message_type in (HandshakeType.client_hello, HandshakeType.server_hello):
@@ -217,6 +254,8 @@ class Connection(ClientHandshake, ServerHandshake):
             return self.config.max_staple_size + _KEY_EXCHANGE_OVERHEAD
         if message_type == HandshakeType.finished:
             return 12
+        if message_type in (HandshakeType.certificate, HandshakeType.certificate_request):
+            return _MAX_CERTIFICATE_CHAIN
         return 0
 
     def _on_change_cipher_spec(self, payload: bytes) -> None:
@@ -276,6 +315,10 @@ class Connection(ClientHandshake, ServerHandshake):
             data += raw
         self._outgoing += self._records.encode(ContentType.handshake, bytes(data))
 
+    def _send_raw_handshake(self, raw: bytes) -> None:
+        self._transcript.add(raw)
+        self._outgoing += self._records.encode(ContentType.handshake, raw)
+
     def _send_change_cipher_spec(self, protection) -> None:
         self._outgoing += self._records.encode(ContentType.change_cipher_spec, b"\x01")
         self._records.write_protection = protection
@@ -296,4 +339,31 @@ class Connection(ClientHandshake, ServerHandshake):
         self._events.append(ConnectionFailed(error=error, alert_sent=send))
 
     def _complete(self) -> None:
-        self._events.append(HandshakeComplete(suite=self.suite, peer=self.peer, alpn_protocol=self.alpn_protocol))
+        standard = None
+        if self.peer_x509 is not None:
+            standard = (self.suite.short_name, "TLSv1.2", self.suite.cipher.bits)
+        self._events.append(HandshakeComplete(suite=self.suite, peer=self.peer, alpn_protocol=self.alpn_protocol,
+                                              session_reused=self.session_reused, standard_cipher=standard))
+
+    def _new_session(self, client_locator: bytes) -> Session:
+        return Session(id=self.session_id, suite=self.suite, master_secret=self.master_secret, peer=self.peer,
+                       client_locator=client_locator, created=time.time())
+
+    # --- the standard-suite fallback (server), delegated to Python ssl --------------------
+    def _delegate_to_standard(self) -> None:
+        from .standard_server import StandardServerSession
+        self._standard = StandardServerSession(self.config.fallback_context, bytes(self._raw_hello))
+        self._raw_hello = None
+        self._handshake_buffer.clear()
+
+    def _standard_event(self):
+        event = self._standard.next_event()
+        if isinstance(event, HandshakeComplete):
+            self.state = State.ESTABLISHED
+            self.alpn_protocol = event.alpn_protocol
+        elif isinstance(event, ConnectionFailed):
+            self.state = State.FAILED
+            self._failure_delivered = True
+        elif isinstance(event, ConnectionClosed) and self.state is State.ESTABLISHED:
+            self.state = State.CLOSED
+        return event

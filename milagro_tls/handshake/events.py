@@ -19,10 +19,14 @@ NEED_DATA = NeedData.NEED_DATA
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandshakeComplete:
-    suite: SuiteSpec
+    #: The Bitcoin suite; None when a standard-suite fallback was negotiated instead.
+    suite: SuiteSpec | None
     #: The verified peer; None for an anonymous client as seen by the server.
     peer: AuthenticatedPeer | None
     alpn_protocol: str | None = None
+    session_reused: bool = False
+    #: Fallback only: ``ssl``'s (name, protocol, bits) of the standard suite.
+    standard_cipher: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)

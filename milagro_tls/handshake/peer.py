@@ -49,3 +49,17 @@ def verify_peer(locator: Locator, staple: Staple, config: HandshakeConfig, *,
             accept_any_anchored_peer_unauthenticated=config.accept_any_anchored_peer_unauthenticated)
     except TrustError as exc:
         raise PeerNotAuthenticated(f"anchor {locator.txid_hex} ({certificate.name!r}): {exc}") from None
+
+
+def reauthenticate(peer: AuthenticatedPeer | None, config: HandshakeConfig, *, expected_name: str | None = None,
+                   allowed_roles: frozenset[str] | None = None) -> AuthenticatedPeer | None:
+    """A resumed session's peer, checked against today's trust store (a pin may be gone, or
+    the session may be offered for another name) without touching the chain."""
+    if peer is None:
+        return None
+    try:
+        return authenticate_peer(
+            peer.identity, config.trust, expected_name=expected_name, allowed_roles=allowed_roles,
+            accept_any_anchored_peer_unauthenticated=config.accept_any_anchored_peer_unauthenticated)
+    except TrustError as exc:
+        raise PeerNotAuthenticated(f"resumed session's peer {peer.identity.locator.txid_hex}: {exc}") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 
 from tlslite.constants import CipherSuite, ExtensionType
@@ -15,9 +16,11 @@ from .hello import (EMPTY_RENEGOTIATION_INFO, EXTENDED_MASTER_SECRET, RENEGOTIAT
 from .keyexchange import KEY_EXCHANGES
 from .keyschedule import extended_master_secret, finished_verify_data, record_protections
 from .messages import LOCATOR_EXTENSION, BitcoinClientKeyExchange
-from .peer import parse_unverified_locator, verify_peer
+from .peer import parse_unverified_locator, reauthenticate, verify_peer
+from .state import State
 from .records import TLS_1_2
 
+log = logging.getLogger(__name__)
 
 class ServerHandshake:
     def _on_client_hello(self, raw: bytes) -> None:
@@ -30,11 +33,20 @@ class ServerHandshake:
         renegotiation = extensions.get(RENEGOTIATION_INFO)
         if renegotiation is not None and extension_data(renegotiation) != EMPTY_RENEGOTIATION_INFO:
             raise HandshakeError("non-empty renegotiation_info in an initial ClientHello (RFC 5746 §3.6)")
-        suite = self._select_suite(hello, extensions)
+        try:
+            suite = self._select_suite(hello, extensions)
+        except NoCommonSuite as exc:
+            if not self._may_fall_back():
+                raise
+            log.info("no Bitcoin suite with this client (%s): serving standard suites", exc)
+            self._delegate_to_standard()
+            return None
         self.client_random = bytes(hello.random)
         self.server_random = os.urandom(32)
-        self.session_id = os.urandom(32)
-        self.suite = suite
+        client_locator = extension_data(extensions[LOCATOR_EXTENSION])
+        resumable = self._resumable_session(bytes(hello.session_id), client_locator)
+        self.suite = resumable.suite if resumable else suite
+        self.session_id = resumable.id if resumable else os.urandom(32)
         if ExtensionType.server_name in extensions:
             names = extensions[ExtensionType.server_name].hostNames or ()
             self.server_name = bytes(names[0]).decode("ascii", "replace") if names else None
@@ -50,16 +62,52 @@ class ServerHandshake:
             reply_extensions.append(ALPNExtension().create([bytearray(protocol.encode())]))
         self._records.negotiated = True
         self._transcript.add(raw)
-        self._transcript.start_hash(suite.prf_hash)
+        self._transcript.start_hash(self.suite.prf_hash)
+        self._client_locator = client_locator
+        server_hello = ServerHello().create(TLS_1_2, bytearray(self.server_random), bytearray(self.session_id),
+                                            self.suite.code, extensions=reply_extensions)
+        if resumable is not None:
+            return self._resume_as_server(resumable, server_hello)
         self._key_exchange = KEY_EXCHANGES[suite.key_exchange](
             suite, self.client_random, self.server_random, self.config.identity)
-        server_hello = ServerHello().create(TLS_1_2, bytearray(self.server_random), bytearray(self.session_id),
-                                            suite.code, extensions=reply_extensions)
         self._send_handshake(server_hello, self._key_exchange.server_key_exchange(), ServerHelloDone().create())
+        return None
+
+    def _may_fall_back(self) -> bool:
+        return (self.config.fallback_context is not None and self._raw_hello is not None
+                and not self.config.require_client_identity)
+
+    def _resumable_session(self, session_id: bytes, client_locator: bytes):
+        """The cached session this ClientHello may resume, if any (no chain lookups)."""
+        cache = self.config.session_cache
+        if not session_id or cache is None:
+            return None
+        session = cache.get(session_id)
+        if session is None or session.suite not in self.config.suites:
+            return None
+        # RFC 5246 §7.4.1.2: the resumed suite must be one the client offers again; and the
+        # client must claim the same identity it proved when the session was made.
+        if session.suite.code not in self._offered_suites or session.client_locator != client_locator:
+            return None
+        return session
+
+    def _resume_as_server(self, session, server_hello) -> State:
+        self.peer = reauthenticate(session.peer, self.config, allowed_roles=self.config.allowed_client_roles)
+        self.master_secret = session.master_secret
+        self.session = session
+        self.session_reused = True
+        self._pending_read, server_write = record_protections(
+            self.suite, self.master_secret, self.client_random, self.server_random)
+        self._send_handshake(server_hello)
+        self._send_change_cipher_spec(server_write)
+        verify_data = finished_verify_data(self.suite, self.master_secret, client=False,
+                                           transcript_hash=self._transcript.digest())
+        self._send_handshake(Finished(TLS_1_2).create(bytearray(verify_data)))
+        return State.WAIT_CHANGE_CIPHER_SPEC
 
     def _select_suite(self, hello, extensions) -> SuiteSpec:
         """Our first preference that the client offered, if the client can do it at all."""
-        offered = set(hello.cipher_suites)
+        offered = self._offered_suites = set(hello.cipher_suites)
         candidates = [s for s in self.config.suites if s.code in offered]
         if not candidates:
             raise NoCommonSuite("client offered none of our suites")
@@ -103,6 +151,12 @@ class ServerHandshake:
         if not hmac.compare_digest(bytes(finished.verify_data), expected):
             raise ProofFailed("client Finished does not verify")
         self._transcript.add(raw)
+        if self.session_reused:
+            self._complete()
+            return
+        if self.config.session_cache is not None:
+            self.session = self._new_session(self._client_locator)
+            self.config.session_cache.put(self.session)
         self._send_change_cipher_spec(self._pending_write)
         verify_data = finished_verify_data(self.suite, self.master_secret, client=False,
                                            transcript_hash=self._transcript.digest())

@@ -108,3 +108,13 @@ def write_chain(directory: Path, name: str, leaf: Issued, *intermediates: Issued
     certfile.write_bytes(leaf.pem + b"".join(i.pem for i in intermediates))
     keyfile.write_bytes(leaf.key_pem())
     return certfile, keyfile
+
+
+def make_ca_and_leaf(directory: Path, hostname: str = "localhost") -> tuple[Path, Path, Path]:
+    """(CA PEM, leaf certificate PEM, leaf key PEM): a root and an ECDSA P-256 leaf for ``hostname``."""
+    root = make_root()
+    leaf = make_leaf(root, ec_key(), dns_names=(hostname,))
+    ca_path = directory / "ca.pem"
+    ca_path.write_bytes(root.pem)
+    certfile, keyfile = write_chain(directory, hostname, leaf)
+    return ca_path, certfile, keyfile
