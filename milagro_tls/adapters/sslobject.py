@@ -1,0 +1,208 @@
+"""An ``ssl.SSLObject`` look-alike over two ``ssl.MemoryBIO``s, driving the sans-IO connection.
+
+asyncio (``start_server(ssl=ctx)``, ``open_connection(ssl=ctx)``) and anyio (httpx's async
+client) call ``context.wrap_bio()`` and use exactly this surface; the socket wrapper uses it
+too, over its own BIOs. ``SSLWantReadError`` means "give me the peer's next bytes", as in ssl.
+"""
+from __future__ import annotations
+
+import ssl
+
+from ..handshake import (NEED_DATA, ApplicationData, Connection, ConnectionClosed, ConnectionFailed,
+                         HandshakeComplete)
+from ..handshake.errors import AnchorNotYetVerifiable
+from .errors import ssl_error_for
+from .peercert import bitcoin_peer_dict, peer_binary, x509_peer_dict
+
+
+class MilagroSSLObject:
+    def __init__(self, context, connection: Connection, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *,
+                 server_side: bool, server_hostname: str | None, deliver_alert_first: bool = True) -> None:
+        self._context = context
+        self._connection = connection
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self.server_side = server_side
+        self.server_hostname = server_hostname
+        #: asyncio drops the outgoing BIO when do_handshake raises a real error (CPython
+        #: gh-98078), so the peer would never see our alert. With this on, a failure first
+        #: raises SSLWantReadError once (asyncio then flushes the alert), then the error.
+        self._deliver_alert_first = deliver_alert_first
+        self._complete: HandshakeComplete | None = None
+        self._failure: ssl.SSLError | None = None
+        self._failure_held = False
+        self._closed: ConnectionClosed | None = None
+        self._plaintext = bytearray()
+        self._eof_fed = False
+        if not server_side:
+            connection.start()
+            self._flush()
+
+    # --- moving bytes -------------------------------------------------------------------
+    def _flush(self) -> None:
+        data = self._connection.data_to_send()
+        if data:
+            self._outgoing.write(data)
+
+    def _pump(self) -> None:
+        """Feed what the peer sent into the connection and collect the events it makes."""
+        if self._failure is not None:
+            return
+        data = self._incoming.read()
+        if data:
+            self._connection.receive_data(data)
+        elif self._incoming.eof and not self._eof_fed:
+            self._eof_fed = True
+            self._connection.receive_data(b"")
+        while True:
+            event = self._connection.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, ApplicationData):
+                self._plaintext += event.data
+            elif isinstance(event, HandshakeComplete):
+                self._complete = event
+            elif isinstance(event, ConnectionClosed):
+                self._closed = event
+                break
+            elif isinstance(event, ConnectionFailed):
+                self._failure = ssl_error_for(event)
+                if isinstance(event.error, AnchorNotYetVerifiable):
+                    self._context._anchor_not_yet_verifiable(event.error)
+                self._failure_held = self._deliver_alert_first and event.alert_sent
+                break
+        self._flush()
+
+    def _raise_failure(self) -> None:
+        if self._failure_held:
+            self._failure_held = False
+            raise ssl.SSLWantReadError("alert queued; the connection fails on the next call")
+        raise self._failure
+
+    # --- ssl.SSLObject ------------------------------------------------------------------
+    def do_handshake(self) -> None:
+        if self._complete is not None:
+            return
+        self._pump()
+        if self._complete is not None:
+            return
+        if self._failure is not None:
+            self._raise_failure()
+        if self._closed is not None:
+            raise ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
+        raise ssl.SSLWantReadError("The operation did not complete (read)")
+
+    def read(self, size: int = 1024, buffer=None):
+        if self._complete is None:
+            self.do_handshake()
+        if not self._plaintext and self._closed is None:
+            self._pump()
+        if self._plaintext:
+            if buffer is not None:
+                size = min(size, len(buffer)) if size else len(buffer)
+            chunk = bytes(self._plaintext[:size])
+            del self._plaintext[:size]
+            if buffer is not None:
+                buffer[:len(chunk)] = chunk
+                return len(chunk)
+            return chunk
+        if self._failure is not None:
+            self._raise_failure()
+        if self._closed is not None:
+            if self._closed.clean:
+                return 0 if buffer is not None else b""
+            raise ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
+        raise ssl.SSLWantReadError("The operation did not complete (read)")
+
+    def write(self, data) -> int:
+        if self._complete is None:
+            self.do_handshake()
+        if self._failure is not None:
+            raise self._failure
+        self._connection.send_data(bytes(data))
+        self._flush()
+        return len(data)
+
+    def pending(self) -> int:
+        return len(self._plaintext)
+
+    def unwrap(self) -> None:
+        """Send close_notify, then wait (SSLWantReadError) for the peer's."""
+        self._connection.close()
+        self._flush()
+        if self._closed is None and self._failure is None:
+            self._pump()
+        if self._closed is not None or self._failure is not None:
+            return None
+        raise ssl.SSLWantReadError("The operation did not complete (read)")
+
+    # --- what the handshake established -------------------------------------------------
+    @property
+    def context(self):
+        return self._context
+
+    @property
+    def session(self):
+        return self._connection.session
+
+    @property
+    def session_reused(self) -> bool:
+        return self._connection.session_reused
+
+    def _established(self) -> HandshakeComplete:
+        if self._complete is None:
+            raise ValueError("handshake not done yet")
+        return self._complete
+
+    def getpeercert(self, binary_form: bool = False):
+        self._established()
+        peer, x509 = self._connection.peer, self._connection.peer_x509
+        if binary_form:
+            return peer_binary(peer, x509)
+        if peer is not None:
+            return bitcoin_peer_dict(peer)
+        if x509 is not None:
+            return x509_peer_dict(x509)
+        return None
+
+    def cipher(self):
+        if self._complete is None:
+            return None
+        if self._complete.standard_cipher is not None:
+            return tuple(self._complete.standard_cipher)
+        suite = self._complete.suite
+        return suite.short_name, "TLSv1.2", suite.cipher.bits
+
+    def shared_ciphers(self):
+        if self._complete is None:
+            return None
+        return [(s.short_name, "TLSv1.2", s.cipher.bits) for s in self._connection.config.suites]
+
+    def version(self) -> str | None:
+        if self._complete is None:
+            return None
+        if self._complete.standard_cipher is not None:
+            return self._complete.standard_cipher[1]
+        return "TLSv1.2"
+
+    def compression(self) -> None:
+        return None
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._complete.alpn_protocol if self._complete else None
+
+    def selected_npn_protocol(self) -> None:
+        return None
+
+    def get_channel_binding(self, cb_type: str = "tls-unique"):
+        if cb_type != "tls-unique":
+            raise ValueError(f"{cb_type!r} channel binding type not implemented")
+        return None
+
+    def verify_client_post_handshake(self) -> None:
+        raise ssl.SSLError("post-handshake authentication is a TLS 1.3 feature; these suites are TLS 1.2")
+
+    @property
+    def connection(self) -> Connection:
+        """The sans-IO connection underneath (keys for a key log, the verified peer...)."""
+        return self._connection

@@ -1,0 +1,290 @@
+"""A ``socket.socket`` subclass shaped like ``ssl.SSLSocket``: a real fd for select(), timeouts
+that keep the session, non-blocking mode with SSLWantReadError/SSLWantWriteError.
+
+It only moves bytes between the kernel socket and a MilagroSSLObject's memory BIOs.
+"""
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import ssl
+import time
+
+from .sslobject import MilagroSSLObject
+
+_RECV_SIZE = 65536
+
+
+class MilagroSocket(socket.socket):
+    @classmethod
+    def _create(cls, sock: socket.socket, context, *, server_side: bool, server_hostname: str | None,
+                do_handshake_on_connect: bool, suppress_ragged_eofs: bool, session=None) -> "MilagroSocket":
+        if sock.type != socket.SOCK_STREAM:
+            raise NotImplementedError("only stream sockets are supported")
+        if server_side and server_hostname:
+            raise ValueError("server_hostname can only be specified in client mode")
+        kwargs = dict(family=sock.family, type=sock.type, proto=sock.proto, fileno=sock.fileno())
+        self = cls.__new__(cls, **kwargs)
+        super(MilagroSocket, self).__init__(**kwargs)
+        timeout = sock.gettimeout()
+        sock.detach()
+        self.settimeout(timeout)
+        self._context = context
+        self.server_side = server_side
+        self.server_hostname = server_hostname
+        self.do_handshake_on_connect = do_handshake_on_connect
+        self.suppress_ragged_eofs = suppress_ragged_eofs
+        self._session_offer = session
+        self._sslobj: MilagroSSLObject | None = None
+        self._unsent = b""
+        try:
+            self.getpeername()
+            connected = True
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+            connected = False
+        self._connected = connected
+        if connected:
+            self._start()
+            if do_handshake_on_connect:
+                if timeout == 0.0:
+                    raise ValueError("do_handshake_on_connect should not be specified for non-blocking sockets")
+                self.do_handshake()
+        return self
+
+    def _start(self) -> None:
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._sslobj = self._context._make_sslobject(
+            self._incoming, self._outgoing, server_side=self.server_side,
+            server_hostname=self.server_hostname, session=self._session_offer, deliver_alert_first=False)
+
+    # --- the IO loop ---------------------------------------------------------------------
+    def _deadline(self) -> float | None:
+        timeout = self.gettimeout()
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _wait(self, for_write: bool, deadline: float | None, what: str) -> None:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        readers, writers = ([], [self]) if for_write else ([self], [])
+        if not any(select.select(readers, writers, [], remaining)):
+            raise TimeoutError(f"The {what} operation timed out")
+
+    def _flush(self, deadline: float | None) -> None:
+        """Send what the TLS layer produced; a non-blocking socket keeps the rest for later."""
+        self._unsent += self._outgoing.read()
+        while self._unsent:
+            try:
+                sent = super().send(self._unsent)
+            except (BlockingIOError, InterruptedError):
+                if self.gettimeout() == 0.0:
+                    raise ssl.SSLWantWriteError("The operation did not complete (write)") from None
+                self._wait(True, deadline, "write")
+                continue
+            except TimeoutError:
+                raise TimeoutError("The write operation timed out") from None
+            self._unsent = self._unsent[sent:]
+
+    def _fill(self, deadline: float | None) -> None:
+        """Read the peer's next bytes into the TLS layer (b"" marks EOF)."""
+        if self.gettimeout() not in (0.0, None):
+            self._wait(False, deadline, "read")
+        try:
+            data = super().recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            raise ssl.SSLWantReadError("The operation did not complete (read)") from None
+        except TimeoutError:
+            raise TimeoutError("The read operation timed out") from None
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    def _run(self, operation):
+        if self._sslobj is None:
+            raise OSError(errno.ENOTCONN, "socket is not connected")
+        deadline = self._deadline()
+        while True:
+            try:
+                result = operation()
+            except ssl.SSLWantReadError:
+                self._flush(deadline)
+                self._fill(deadline)
+                continue
+            except ssl.SSLError:
+                self._flush_quietly()
+                raise
+            self._flush(deadline)
+            return result
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush(time.monotonic() + 1.0)
+        except (OSError, ssl.SSLError):
+            pass        # the alert is best effort: the connection is failing anyway
+
+    # --- ssl.SSLSocket --------------------------------------------------------------------
+    def do_handshake(self, block: bool = False) -> None:
+        self._run(self._sslobj.do_handshake if self._sslobj else self._not_connected)
+
+    def _not_connected(self):
+        raise OSError(errno.ENOTCONN, "socket is not connected")
+
+    def read(self, len: int = 1024, buffer=None):
+        try:
+            return self._run(lambda: self._sslobj.read(len, buffer))
+        except ssl.SSLEOFError:
+            if self.suppress_ragged_eofs:
+                return 0 if buffer is not None else b""
+            raise
+
+    def write(self, data) -> int:
+        return self._run(lambda: self._sslobj.write(data))
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        if flags:
+            raise ValueError(f"non-zero flags not allowed in calls to recv() on {type(self)}")
+        return self.read(buflen)
+
+    def recv_into(self, buffer, nbytes: int | None = None, flags: int = 0) -> int:
+        if flags:
+            raise ValueError(f"non-zero flags not allowed in calls to recv_into() on {type(self)}")
+        view = memoryview(buffer).cast("B")
+        nbytes = nbytes or len(view)
+        return self.read(nbytes, view[:nbytes])
+
+    def send(self, data, flags: int = 0) -> int:
+        if flags:
+            raise ValueError(f"non-zero flags not allowed in calls to send() on {type(self)}")
+        if self._unsent:
+            self._flush(self._deadline())        # raises SSLWantWriteError if still blocked
+        return self.write(data)
+
+    def sendall(self, data, flags: int = 0) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[self.send(view, flags):]
+
+    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        return self._sendfile_use_send(file, offset, count)
+
+    def recvfrom(self, *args, **kwargs):
+        raise ValueError(f"recvfrom not allowed on instances of {type(self)}")
+
+    def recvfrom_into(self, *args, **kwargs):
+        raise ValueError(f"recvfrom_into not allowed on instances of {type(self)}")
+
+    def sendto(self, *args, **kwargs):
+        raise ValueError(f"sendto not allowed on instances of {type(self)}")
+
+    def recvmsg(self, *args, **kwargs):
+        raise NotImplementedError(f"recvmsg not allowed on instances of {type(self)}")
+
+    def sendmsg(self, *args, **kwargs):
+        raise NotImplementedError(f"sendmsg not allowed on instances of {type(self)}")
+
+    def dup(self):
+        raise NotImplementedError(f"Can't dup() {type(self).__name__} instances")
+
+    def pending(self) -> int:
+        return self._sslobj.pending() if self._sslobj else 0
+
+    def unwrap(self) -> socket.socket:
+        """close_notify both ways, then the plain socket (as ssl.SSLSocket.unwrap)."""
+        self._run(self._sslobj.unwrap)
+        self._sslobj = None
+        return socket.socket(self.family, self.type, self.proto, fileno=self.detach())
+
+    # --- connecting and accepting ---------------------------------------------------------------
+    def connect(self, address) -> None:
+        self._real_connect(address, False)
+
+    def connect_ex(self, address) -> int:
+        return self._real_connect(address, True)
+
+    def _real_connect(self, address, connect_ex: bool):
+        if self.server_side:
+            raise ValueError("can't connect in server-side mode")
+        if self._connected or self._sslobj is not None:
+            raise ValueError("attempt to connect already-connected MilagroSocket!")
+        result = super().connect_ex(address) if connect_ex else super().connect(address)
+        if result:
+            return result
+        self._connected = True
+        self._start()
+        if self.do_handshake_on_connect:
+            self.do_handshake()
+        return 0 if connect_ex else None
+
+    def accept(self):
+        sock, address = super().accept()
+        return self._context.wrap_socket(sock, server_side=True,
+                                         do_handshake_on_connect=self.do_handshake_on_connect,
+                                         suppress_ragged_eofs=self.suppress_ragged_eofs), address
+
+    def shutdown(self, how: int) -> None:
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            self._send_close_notify()
+        super().shutdown(how)
+
+    def _send_close_notify(self) -> None:
+        """close_notify on close: a peer reading to EOF can tell our end from a truncation."""
+        sslobj, self._sslobj = self._sslobj, None
+        if sslobj is None or sslobj._complete is None or sslobj._failure is not None:
+            return
+        try:
+            sslobj.connection.close()
+            data = self._unsent + sslobj.connection.data_to_send()
+            super().send(data, socket.MSG_DONTWAIT)
+        except (OSError, Exception):
+            pass
+
+    def _real_close(self, *args, **kwargs) -> None:
+        self._send_close_notify()
+        super()._real_close(*args, **kwargs)
+
+    # --- what the handshake established ---------------------------------------------------
+    @property
+    def context(self):
+        return self._context
+
+    @property
+    def session(self):
+        return self._sslobj.session if self._sslobj else None
+
+    @property
+    def session_reused(self) -> bool:
+        return bool(self._sslobj and self._sslobj.session_reused)
+
+    def _check_connected(self):
+        if self._sslobj is None:
+            raise OSError(errno.ENOTCONN, "socket is not connected")
+        return self._sslobj
+
+    def getpeercert(self, binary_form: bool = False):
+        return self._check_connected().getpeercert(binary_form)
+
+    def cipher(self):
+        return self._sslobj.cipher() if self._sslobj else None
+
+    def shared_ciphers(self):
+        return self._sslobj.shared_ciphers() if self._sslobj else None
+
+    def version(self):
+        return self._sslobj.version() if self._sslobj else None
+
+    def compression(self):
+        return None
+
+    def selected_alpn_protocol(self):
+        return self._sslobj.selected_alpn_protocol() if self._sslobj else None
+
+    def selected_npn_protocol(self):
+        return None
+
+    def get_channel_binding(self, cb_type: str = "tls-unique"):
+        return self._check_connected().get_channel_binding(cb_type)
+
+    def verify_client_post_handshake(self):
+        return self._check_connected().verify_client_post_handshake()

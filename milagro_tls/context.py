@@ -1,0 +1,262 @@
+"""``milagro_tls.Context``: an ``ssl.SSLContext`` that speaks the Bitcoin-keyed suites.
+
+It subclasses ``ssl.SSLContext`` because asyncio's ``start_tls`` checks ``isinstance``;
+``wrap_socket`` and ``wrap_bio`` return our socket and SSLObject look-alikes, so code written
+for ``ssl`` (asyncio, http.client, urllib, socketserver, wsgiref, httpx, gunicorn) runs
+unmodified. What it adds is held here once per context: the verified header chain and the
+thread that keeps it current, the identity and its staple, the trust store, the server's
+session cache and the optional standard-suite fallback.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import ssl
+from collections.abc import Iterable
+from pathlib import Path
+
+from .chain.headerchain import HeaderChain, default_header_path
+from .chain.source import ChainSource
+from .chain.spec import open_source
+from .chain.verify import DEFAULT_MIN_CONFIRMATIONS
+from .ciphersuites.registry import DEFAULT_SUITES, SuiteSpec, select_suites, suite_by_name
+from .handshake import Connection, HandshakeConfig, Role
+from .handshake.errors import AnchorNotYetVerifiable
+from .handshake.messages import DEFAULT_MAX_STAPLE_SIZE
+from .handshake.session import DEFAULT_SESSION_LIFETIME, Session, SessionCache
+from .headersync import DEFAULT_INTERVAL, HeaderSync
+from .identity.local import LocalIdentity
+from .identity.party import Party
+from .trust import TrustStore
+from .adapters.sslobject import MilagroSSLObject
+from .adapters.sslsocket import MilagroSocket
+
+log = logging.getLogger(__name__)
+
+
+def _suites(spec) -> tuple[SuiteSpec, ...]:
+    if spec is None:
+        return DEFAULT_SUITES
+    if isinstance(spec, str):
+        return select_suites(spec)
+    chosen: list[SuiteSpec] = []
+    for item in spec:
+        for suite in (select_suites(item) if isinstance(item, str) else (item,)):
+            if suite not in chosen:
+                chosen.append(suite)
+    return tuple(chosen)
+
+
+def _trust(trust) -> TrustStore:
+    if trust is None:
+        return TrustStore()
+    if isinstance(trust, TrustStore):
+        return trust
+    if isinstance(trust, (str, os.PathLike)):
+        return TrustStore.load(trust)
+    return TrustStore.from_json(list(trust))
+
+
+class Context(ssl.SSLContext):
+    """Drop-in for ``ssl.SSLContext``; see the README's "Drop-in Context" for every option.
+
+    identity      LocalIdentity, a Party, or an identity name in ``home`` (None: anonymous client)
+    trust         TrustStore, a trust file path, or a list of entries (name, locator, roles)
+    chain         a ChainSource or a chain spec (regtest://DIR, bitcoind://..., esplora+https://...)
+    headers       a HeaderChain or its file path (default: the per-network file; ":memory:" works)
+    suites        "ecdh", "yak", suite names or SuiteSpecs, in preference order (default: all)
+    standard_fallback   client: also offer standard ECDHE suites to servers that are NOT pinned,
+                        verified as X.509 against this context's CA store (load_verify_locations,
+                        else the system store)
+    fallback_certificate (certfile, keyfile): server: serve standard clients through Python ssl
+    """
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+
+    def __init__(self, *, identity=None, trust=None, chain: ChainSource | str | None = None,
+                 headers: HeaderChain | str | None = None, home: str | os.PathLike | None = None,
+                 suites=None, min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS,
+                 require_client_identity: bool = False, allowed_client_roles: Iterable[str] | None = None,
+                 accept_any_anchored_peer_unauthenticated: bool = False, standard_fallback: bool = False,
+                 fallback_certificate: tuple[str, str | None] | None = None,
+                 session_lifetime: float = DEFAULT_SESSION_LIFETIME, sync_interval: float = DEFAULT_INTERVAL,
+                 max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE) -> None:
+        super().__init__()
+        self.source = open_source(chain) if isinstance(chain, str) else chain
+        self._owns_source = isinstance(chain, str)
+        if isinstance(headers, HeaderChain):
+            self.headers = headers
+        else:
+            if self.source is None:
+                raise ValueError("give a chain source, or a HeaderChain that something else keeps current")
+            self.headers = HeaderChain(headers or default_header_path(self.source.network), self.source.network)
+        self.sync = None
+        if self.source is not None:
+            self.sync = HeaderSync(self.headers, self.source, interval=sync_interval)
+            self.sync.sync_once()          # the first handshake must not find an empty chain
+            self.sync.start()
+        self.identity = self._identity(identity, home)
+        self.trust = _trust(trust)
+        self.standard_fallback = standard_fallback
+        self._fallback_anchors: tuple[bytes, ...] | None = None
+        self._fallback_server: ssl.SSLContext | None = None
+        if fallback_certificate is not None:
+            self.load_cert_chain(*fallback_certificate)
+        self.session_cache = SessionCache(lifetime=session_lifetime)
+        self._alpn: tuple[str, ...] = ()
+        self._config = HandshakeConfig(
+            headers=self.headers, trust=self.trust, identity=self.identity, suites=_suites(suites),
+            min_confirmations=min_confirmations, max_staple_size=max_staple_size,
+            require_client_identity=require_client_identity,
+            allowed_client_roles=frozenset(allowed_client_roles) if allowed_client_roles is not None else None,
+            accept_any_anchored_peer_unauthenticated=accept_any_anchored_peer_unauthenticated,
+            session_cache=self.session_cache, session_lifetime=session_lifetime)
+        if accept_any_anchored_peer_unauthenticated:
+            log.warning("Context accepts ANY anchored peer, unauthenticated by name (explicit opt-in)")
+
+    def _identity(self, identity, home) -> LocalIdentity | None:
+        if identity is None or isinstance(identity, LocalIdentity):
+            return identity
+        if self.source is None:
+            raise ValueError("a chain source is needed to build the identity's staple")
+        if isinstance(identity, str):
+            if home is None:
+                raise ValueError("an identity name needs home=")
+            identity = Party.load(Path(home), identity)
+        return LocalIdentity.from_party(identity, self.source)
+
+    # --- per-connection configuration ---------------------------------------------------
+    @property
+    def config(self) -> HandshakeConfig:
+        return self._config
+
+    def _replace(self, **changes) -> None:
+        self._config = dataclasses.replace(self._config, **changes)
+
+    def _config_for(self, *, server_side: bool, server_hostname: str | None) -> HandshakeConfig:
+        config = self._config
+        if server_side:
+            if self._fallback_server is not None:
+                config = dataclasses.replace(config, fallback_context=self._fallback_server)
+            return config
+        if self.standard_fallback and server_hostname and not self._pinned(server_hostname):
+            # Fallback is never offered to a pinned name: nobody can downgrade that connection.
+            config = dataclasses.replace(config, fallback_trust_anchors=self._x509_anchors())
+        return config
+
+    def _pinned(self, name: str) -> bool:
+        folded = name.lower()
+        return any(entry.name.lower() == folded for entry in self.trust)
+
+    def _x509_anchors(self) -> tuple[bytes, ...]:
+        if self._fallback_anchors is None:
+            anchors = self.get_ca_certs(binary_form=True)
+            if not anchors:
+                self._load_system_anchors()
+                anchors = self.get_ca_certs(binary_form=True)
+            self._fallback_anchors = tuple(anchors)
+        return self._fallback_anchors
+
+    def _load_system_anchors(self) -> None:
+        paths = ssl.get_default_verify_paths()
+        if paths.cafile and os.path.exists(paths.cafile):
+            self.load_verify_locations(cafile=paths.cafile)
+        elif paths.capath and os.path.isdir(paths.capath):
+            for entry in sorted(Path(paths.capath).iterdir()):
+                try:
+                    self.load_verify_locations(cafile=str(entry))
+                except (ssl.SSLError, OSError, ValueError):
+                    continue
+
+    def _make_sslobject(self, incoming, outgoing, *, server_side: bool, server_hostname: str | None,
+                        session: Session | None = None, deliver_alert_first: bool = True) -> MilagroSSLObject:
+        config = self._config_for(server_side=server_side, server_hostname=server_hostname)
+        connection = Connection(Role.SERVER if server_side else Role.CLIENT, config,
+                                server_hostname=server_hostname, session=session)
+        return MilagroSSLObject(self, connection, incoming, outgoing, server_side=server_side,
+                                server_hostname=server_hostname, deliver_alert_first=deliver_alert_first)
+
+    def _anchor_not_yet_verifiable(self, error: AnchorNotYetVerifiable) -> None:
+        if self.sync is not None:
+            self.sync.request()
+
+    # --- ssl.SSLContext -----------------------------------------------------------------
+    def wrap_socket(self, sock, server_side: bool = False, do_handshake_on_connect: bool = True,
+                    suppress_ragged_eofs: bool = True, server_hostname: str | None = None,
+                    session: Session | None = None) -> MilagroSocket:
+        return MilagroSocket._create(sock, self, server_side=server_side, server_hostname=server_hostname,
+                                     do_handshake_on_connect=do_handshake_on_connect,
+                                     suppress_ragged_eofs=suppress_ragged_eofs, session=session)
+
+    def wrap_bio(self, incoming, outgoing, server_side: bool = False, server_hostname: str | None = None,
+                 session: Session | None = None) -> MilagroSSLObject:
+        return self._make_sslobject(incoming, outgoing, server_side=server_side,
+                                    server_hostname=server_hostname, session=session)
+
+    def set_alpn_protocols(self, alpn_protocols) -> None:
+        protocols = tuple(alpn_protocols)
+        for protocol in protocols:
+            if not 0 < len(protocol.encode()) < 256:
+                raise ValueError("ALPN protocols must be 1 to 255 bytes long")
+        self._alpn = protocols
+        self._replace(alpn_protocols=protocols)
+
+    def load_cert_chain(self, certfile, keyfile=None, password=None) -> None:
+        """The server's fallback X.509 certificate, for clients that offer none of our suites."""
+        fallback = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        fallback.load_cert_chain(certfile, keyfile, password)
+        if self._alpn:
+            fallback.set_alpn_protocols(list(self._alpn))
+        self._fallback_server = fallback
+
+    def set_ciphers(self, spec: str) -> None:
+        """Our suite names (OpenSSL or IANA style) restrict our suites; other names go to the
+        standard-suite fallback, as in ssl."""
+        ours, others = [], []
+        for name in filter(None, spec.split(":")):
+            try:
+                ours.append(suite_by_name(name))
+            except KeyError:
+                others.append(name)
+        if ours:
+            self._replace(suites=tuple(ours))
+        if others:
+            super().set_ciphers(":".join(others))
+            if self._fallback_server is not None:
+                self._fallback_server.set_ciphers(":".join(others))
+
+    def get_ciphers(self) -> list[dict]:
+        ours = [{"id": 0x03000000 | s.code, "name": s.short_name, "protocol": "TLSv1.2",
+                 "description": f"{s.name} (Bitcoin-anchored key exchange)", "strength_bits": s.cipher.bits,
+                 "alg_bits": s.cipher.bits, "aead": True, "symmetric": s.cipher.name.lower().replace("_", "-"),
+                 "digest": None, "kea": f"kx-{s.key_exchange.value}-btc", "auth": "auth-bitcoin"}
+                for s in self._config.suites]
+        return ours + (super().get_ciphers() if self.standard_fallback else [])
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the header sync thread (and close a source this context opened)."""
+        if self.sync is not None:
+            self.sync.stop()
+        if self._owns_source and self.source is not None:
+            self.source.close()
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def gunicorn_ssl_context(self):
+        """gunicorn's ``ssl_context(conf, default_ssl_context_factory)`` server hook. gunicorn
+        calls it once per connection, and only when a certificate file is configured: give it
+        the fallback certificate (``--certfile/--keyfile``) and this hook returns this (cached)
+        context, which also serves that certificate to standard clients."""
+        def ssl_context(conf, default_ssl_context_factory):
+            if self._fallback_server is None and getattr(conf, "certfile", None):
+                self.load_cert_chain(conf.certfile, conf.keyfile)
+            return self
+        return ssl_context
+
