@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean system-packages
+
+# Real peers the tests start themselves (the interop harness runs the openssl binary).
+SYSTEM_PACKAGES := openssl:openssl
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +18,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/milagro demo
 
-test: $(STAMP)
+system-packages:
+	scripts/ensure-system-packages $(SYSTEM_PACKAGES)
+
+test: $(STAMP) system-packages
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
