@@ -28,7 +28,7 @@ from .handshake.session import DEFAULT_SESSION_LIFETIME, Session, SessionCache
 from .headersync import DEFAULT_INTERVAL, HeaderSync
 from .identity.local import LocalIdentity
 from .identity.party import Party
-from .trust import TrustStore
+from .trust import TrustEntry, TrustStore
 from .adapters.sslobject import MilagroSSLObject
 from .adapters.sslsocket import MilagroSocket
 
@@ -55,7 +55,10 @@ def _trust(trust) -> TrustStore:
         return trust
     if isinstance(trust, (str, os.PathLike)):
         return TrustStore.load(trust)
-    return TrustStore.from_json(list(trust))
+    items = list(trust)
+    if all(isinstance(item, TrustEntry) for item in items):
+        return TrustStore(items)
+    return TrustStore.from_json(items)
 
 
 class Context(ssl.SSLContext):

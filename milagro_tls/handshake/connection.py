@@ -330,7 +330,9 @@ class Connection(ClientHandshake, ServerHandshake):
         if self.state is State.FAILED:
             return
         if send:
-            log.warning("%s handshake failed, sending %s: %s", self.role.value, error.alert_name, error)
+            # INFO, not WARNING: refusing a peer is routine for a server; internal errors are
+            # logged with their traceback where they are caught (_guard).
+            log.info("%s handshake failed, sending %s: %s", self.role.value, error.alert_name, error)
             try:
                 self._queue_alert(AlertLevel.fatal, error.alert)
             except HandshakeError:
