@@ -24,6 +24,7 @@ from .ciphersuites.registry import DEFAULT_SUITES, SuiteSpec, select_suites, sui
 from .handshake import Connection, HandshakeConfig, Role
 from .handshake.errors import AnchorNotYetVerifiable
 from .handshake.messages import DEFAULT_MAX_STAPLE_SIZE
+from .handshake.peer import VerifiedStapleCache
 from .handshake.session import DEFAULT_SESSION_LIFETIME, Session, SessionCache
 from .headersync import DEFAULT_INTERVAL, HeaderSync
 from .identity.local import LocalIdentity
@@ -115,7 +116,8 @@ class Context(ssl.SSLContext):
             require_client_identity=require_client_identity,
             allowed_client_roles=frozenset(allowed_client_roles) if allowed_client_roles is not None else None,
             accept_any_anchored_peer_unauthenticated=accept_any_anchored_peer_unauthenticated,
-            session_cache=self.session_cache, session_lifetime=session_lifetime)
+            session_cache=self.session_cache, session_lifetime=session_lifetime,
+            staple_cache=VerifiedStapleCache())
         if accept_any_anchored_peer_unauthenticated:
             log.warning("Context accepts ANY anchored peer, unauthenticated by name (explicit opt-in)")
 

@@ -6,6 +6,7 @@ is the convenience that syncs headers and fetches the proof from a source first.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -95,6 +96,24 @@ def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: Anchor
     return PeerIdentity(certificate=certificate, locator=locator, nonce_point=nonce_point,
                         height=height, confirmations=confirmations, block_hash=locator.block_hash,
                         seal=(locator.txid, seal_vout), warnings=warnings)
+
+
+def recheck_verified(identity: PeerIdentity, headers: VerifiedHeaders, *,
+                     min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> PeerIdentity:
+    """An identity verified earlier from the same staple, against today's header chain.
+
+    The staple's bytes cannot change, so only the chain can have: the block must still be on
+    the best chain at the same height (a reorg that moved the anchor raises AnchorUnconfirmed)
+    and deep enough. Two header lookups instead of the whole SPV check."""
+    height = _active_height(headers, identity.block_hash, UnknownBlock, "the local header chain")
+    if height != identity.height:
+        raise AnchorUnconfirmed("the anchor's block moved to another height")
+    confirmations = headers.tip()[0] - height + 1
+    if confirmations < min_confirmations:
+        raise AnchorTooShallow(confirmations, min_confirmations)
+    if confirmations == identity.confirmations:
+        return identity
+    return dataclasses.replace(identity, confirmations=confirmations)
 
 
 def _active_height(headers: VerifiedHeaders, block_hash: bytes, unknown: type[Exception], where: str) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..chain.verify import DEFAULT_MIN_CONFIRMATIONS, VerifiedHeaders
 from ..ciphersuites.registry import DEFAULT_SUITES, SuiteSpec
@@ -10,6 +11,9 @@ from ..identity.local import LocalIdentity
 from ..trust import TrustStore
 from .messages import DEFAULT_MAX_STAPLE_SIZE
 from .session import DEFAULT_SESSION_LIFETIME, SessionCache
+
+if TYPE_CHECKING:
+    from .peer import VerifiedStapleCache
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,6 +32,8 @@ class HandshakeConfig:
     accept_any_anchored_peer_unauthenticated: bool = False
     #: Server: sessions it may resume. Client: how long it offers a session it holds.
     session_cache: SessionCache | None = None
+    #: Staples verified before (by their bytes): repeat peers skip the SPV check, not the chain check.
+    staple_cache: "VerifiedStapleCache | None" = None
     session_lifetime: float = DEFAULT_SESSION_LIFETIME
     #: Server: Python ``ssl`` serves clients that offer none of our suites (standard suites,
     #: an X.509 certificate). Never used when client identities are required.

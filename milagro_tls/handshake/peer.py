@@ -5,11 +5,14 @@ then the trust store: a verified anchor that is not pinned is still refused.
 """
 from __future__ import annotations
 
+import collections
+import hashlib
 import logging
+import threading
 
 from ..chain.errors import AnchorTooShallow, UnknownBlock, VerificationError
 from ..chain.proof import AnchorProof
-from ..chain.verify import verify_anchor
+from ..chain.verify import PeerIdentity, recheck_verified, verify_anchor
 from ..errors import MalformedInput
 from ..identity.certificate import BirthCertificate
 from ..identity.locator import Locator
@@ -28,27 +31,82 @@ def parse_unverified_locator(raw: bytes) -> Locator:
         raise MalformedMessage(f"locator extension: {exc}") from None
 
 
+class VerifiedStapleCache:
+    """Identities verified from staples, by the staple's exact bytes (the locator, certificate
+    and proof). A hit skips parsing and SPV, but the block's place on today's best chain and the
+    depth are checked again (chain.verify.recheck_verified), so a reorg is still seen."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: collections.OrderedDict[bytes, PeerIdentity] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(locator: Locator, staple: Staple) -> bytes:
+        digest = hashlib.sha256(locator.encode())
+        for part in (staple.certificate, staple.proof):
+            digest.update(len(part).to_bytes(4, "big"))
+            digest.update(part)
+        return digest.digest()
+
+    def get(self, key: bytes) -> PeerIdentity | None:
+        with self._lock:
+            identity = self._entries.get(key)
+            if identity is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return identity
+
+    def put(self, key: bytes, identity: PeerIdentity) -> None:
+        with self._lock:
+            self._entries[key] = identity
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def drop(self, key: bytes) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+
 def verify_peer(locator: Locator, staple: Staple, config: HandshakeConfig, *,
                 expected_name: str | None = None,
                 allowed_roles: frozenset[str] | None = None) -> AuthenticatedPeer:
-    try:
-        certificate = BirthCertificate.parse(staple.certificate)
-        proof = AnchorProof.decode(staple.proof, max_size=config.max_staple_size)
-    except MalformedInput as exc:
-        raise MalformedMessage(f"staple: {exc}") from None
-    try:
-        identity = verify_anchor(locator, certificate, proof, config.headers,
-                                 min_confirmations=config.min_confirmations)
-    except (UnknownBlock, AnchorTooShallow) as exc:
-        raise AnchorNotYetVerifiable(f"anchor {locator.txid_hex}: {exc}", block_hash=locator.block_hash) from None
-    except VerificationError as exc:
-        raise PeerNotAuthenticated(f"anchor {locator.txid_hex}: {type(exc).__name__}: {exc}") from None
+    identity = _verified_identity(locator, staple, config)
     try:
         return authenticate_peer(
             identity, config.trust, expected_name=expected_name, allowed_roles=allowed_roles,
             accept_any_anchored_peer_unauthenticated=config.accept_any_anchored_peer_unauthenticated)
     except TrustError as exc:
-        raise PeerNotAuthenticated(f"anchor {locator.txid_hex} ({certificate.name!r}): {exc}") from None
+        raise PeerNotAuthenticated(f"anchor {locator.txid_hex} ({identity.certificate.name!r}): {exc}") from None
+
+
+def _verified_identity(locator: Locator, staple: Staple, config: HandshakeConfig) -> PeerIdentity:
+    cache = config.staple_cache
+    key = cache.key(locator, staple) if cache is not None else b""
+    cached = cache.get(key) if cache is not None else None
+    try:
+        if cached is not None:
+            return recheck_verified(cached, config.headers, min_confirmations=config.min_confirmations)
+        try:
+            certificate = BirthCertificate.parse(staple.certificate)
+            proof = AnchorProof.decode(staple.proof, max_size=config.max_staple_size)
+        except MalformedInput as exc:
+            raise MalformedMessage(f"staple: {exc}") from None
+        identity = verify_anchor(locator, certificate, proof, config.headers,
+                                 min_confirmations=config.min_confirmations)
+    except (UnknownBlock, AnchorTooShallow) as exc:
+        raise AnchorNotYetVerifiable(f"anchor {locator.txid_hex}: {exc}", block_hash=locator.block_hash) from None
+    except VerificationError as exc:
+        if cache is not None:
+            cache.drop(key)
+        raise PeerNotAuthenticated(f"anchor {locator.txid_hex}: {type(exc).__name__}: {exc}") from None
+    if cache is not None:
+        cache.put(key, identity)
+    return identity
 
 
 def reauthenticate(peer: AuthenticatedPeer | None, config: HandshakeConfig, *, expected_name: str | None = None,

@@ -22,6 +22,7 @@ def echo_server(context: Context, *, handler=None):
     port = listener.getsockname()[1]
     errors: list[BaseException] = []
     stop = threading.Event()
+    workers: list[threading.Thread] = []
 
     def serve_one(conn):
         try:
@@ -46,7 +47,9 @@ def echo_server(context: Context, *, handler=None):
                     return
                 errors.append(exc)
                 continue
-            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+            worker = threading.Thread(target=serve_one, args=(conn,), daemon=True)
+            workers.append(worker)
+            worker.start()
 
     thread = threading.Thread(target=accept_loop, daemon=True)
     thread.start()
@@ -55,4 +58,6 @@ def echo_server(context: Context, *, handler=None):
     finally:
         stop.set()
         thread.join(2)
+        for worker in workers:          # so that errors holds every connection's outcome
+            worker.join(5)
         listener.close()
