@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from tlslite.constants import AlertDescription, HandshakeType
+from tlslite.constants import AlertDescription, GroupName, HandshakeType, SignatureScheme
 
 from milagro_tls.chain.network import Network
 from milagro_tls.chain.proof import MAX_DEPTH
@@ -19,8 +19,9 @@ from milagro_tls.ciphersuites import yak_btc
 from milagro_tls.ciphersuites.points import G
 from milagro_tls.ciphersuites.registry import DEFAULT_SUITES, SUITES, BulkCipher, KeyExchangeKind
 from milagro_tls.handshake import client as handshake_client
-from milagro_tls.handshake import connection, errors, state
+from milagro_tls.handshake import connection, errors, state, x509_fallback
 from milagro_tls.handshake.messages import DEFAULT_MAX_STAPLE_SIZE, LOCATOR_EXTENSION
+from milagro_tls.handshake.session import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_LIFETIME
 from milagro_tls.identity import certificate, locator, marker
 from milagro_tls.identity.anchor import SEAL_VALUE
 from milagro_tls.identity.keys import StatementType
@@ -136,29 +137,67 @@ def test_negative_case_table_is_the_test_suites_table():
 
 
 _MESSAGES = {"ClientHello": HandshakeType.client_hello, "ServerHello": HandshakeType.server_hello,
+             "Certificate": HandshakeType.certificate,
              "ServerKeyExchange": HandshakeType.server_key_exchange,
+             "CertificateRequest": HandshakeType.certificate_request,
              "ServerHelloDone": HandshakeType.server_hello_done,
              "ClientKeyExchange": HandshakeType.client_key_exchange,
              "ChangeCipherSpec": state.CHANGE_CIPHER_SPEC, "Finished": HandshakeType.finished}
 
 
 def test_transition_tables_are_the_state_machine():
-    drawn = set()
-    for role, anchor in ((state.Role.CLIENT, "tab-client-transitions"), (state.Role.SERVER, "tab-server-transitions")):
+    """Every (role, state, message) row group lists exactly the code's next states, in its
+    order: the first row is the usual next state (state.next_state), as the draft says."""
+    drawn: dict[tuple, list] = {}
+    for role, anchor in ((state.Role.CLIENT, "tab-client-transitions"),
+                         (state.Role.CLIENT, "tab-client-fallback-transitions"),
+                         (state.Role.SERVER, "tab-server-transitions")):
         for current, message, after in table(anchor):
-            drawn.add((role, state.State[current], _MESSAGES[message], state.State[after]))
-    coded = set()
-    for (role, current, message), after in state.TRANSITIONS.items():
-        for target in (after if isinstance(after, tuple) else (after,)):
-            coded.add((role, current, message, target))
+            drawn.setdefault((role, state.State[current], _MESSAGES[message]), []).append(state.State[after])
+    coded = {key: list(after if isinstance(after, tuple) else (after,)) for key, after in state.TRANSITIONS.items()}
     assert drawn == coded
+
+
+def test_state_figure_names_every_state():
+    figure = DRAFT[DRAFT.index("~~~~\n client\n START"):DRAFT.index("{: #fig-server-states ")]
+    assert "{: #fig-client-states " in figure
+    drawn = set(re.findall(r"\b(?:START|WAIT_[A-Z_]+|ESTABLISHED|CLOSED|FAILED)\b", figure))
+    assert drawn == {s.name for s in state.State}
 
 
 def test_handshake_message_bounds_are_the_connections():
     text = " ".join(section("state-machine").split())
     assert f"ClientHello and ServerHello at {connection._MAX_HELLO} bytes" in text
     assert f"plus {connection._KEY_EXCHANGE_OVERHEAD} bytes" in text
+    assert f"Certificate and CertificateRequest (fallback only) at {connection._MAX_CERTIFICATE_CHAIN} bytes" in text
     assert f"more than {'four' if connection._MAX_WARNINGS == 4 else connection._MAX_WARNINGS} consecutive" in text
+
+
+# ---------------------------------------------------------------- resumption and the standard-suite fallback
+
+def test_standard_suite_table_is_the_fallback_registry_in_preference_order():
+    rows = [tuple(row) for row in table("tab-standard-suites")]
+    assert rows == [(f"0x{suite.code:04X}", suite.name, suite.authentication)
+                    for suite in x509_fallback.STANDARD_SUITES.values()]
+    # none collides with our own private-use suites, which the draft's other table lists
+    assert not {int(code, 16) for code, *_ in rows} & set(SUITES)
+
+
+def test_fallback_client_hello_extensions_are_the_codes():
+    text = " ".join(section("fallback-client").split())
+    groups = re.search(r"supported_groups: (.*?);", text).group(1)
+    assert [(name, int(value)) for name, value in re.findall(r"(\w+)\((\d+)\)", groups)] == \
+        [(GroupName.toRepr(group), group) for group in x509_fallback._GROUPS]
+    schemes = re.search(r"signature_algorithms: (.*?)\.", text).group(1)
+    assert [name.strip() for name in schemes.split(",")] == \
+        [SignatureScheme.toRepr(scheme) for scheme in x509_fallback._SIGNATURE_SCHEMES]
+    assert "ec_point_formats: uncompressed only" in text
+
+
+def test_session_defaults_are_the_codes():
+    text = " ".join(section("resumption").split())
+    assert f"default lifetime is {DEFAULT_SESSION_LIFETIME:g} seconds" in text
+    assert f"holds at most {DEFAULT_MAX_SESSIONS} sessions" in text
 
 
 def test_marker_table_and_format_are_the_codes():
@@ -221,6 +260,8 @@ REQUIRED_SECTIONS = [
     "verification", "verification-procedure", "spv", "header-chain", "reorgs", "trust-store", "revocation",
     "alerts", "roles", "future-work", "iana", "security", "k-is-the-key", "fs-kci", "privacy", "pinning",
     "depth-vs-reorg", "thin-clients", "no-io", "test-vectors", "negative-cases",
+    "resumption", "fallback", "fallback-server", "fallback-client", "resumption-security", "downgrade",
+    "implementation-status",
 ]
 
 
@@ -233,7 +274,7 @@ def test_front_matter_names_the_required_references():
     front = DRAFT[:DRAFT.index("--- abstract")]
     for ref in ("RFC2119", "RFC8174", "RFC5246", "RFC7627", "RFC8235", "RFC8785", "RFC5288", "RFC7905",
                 "RFC8422", "RFC5746", "RFC6066", "RFC7301", "BIP-0141", "BIP-0143", "BIP-0340", "BIP-0341",
-                "McCorry2015", "Hao2010"):
+                "McCorry2015", "Hao2010", "RFC5289", "RFC5280", "RFC5077", "RFC9525"):
         assert re.search(rf"^  {ref}:$", front, re.M), ref
     assert "docname: draft-milagro-tls-bitcoin-ake-00" in front
     assert re.search(r"^category: (info|exp)$", front, re.M)
