@@ -182,5 +182,6 @@ class ClientHandshake:
                                                transcript_hash=self._transcript.digest())
             self._send_handshake(Finished(TLS_1_2).create(bytearray(verify_data)))
         elif self._x509 is None:
-            self.session = self._new_session(self.config.identity.locator.encode() if self.config.identity else b"")
+            own = self.config.identity.locator.encode() if self.config.identity else b""
+            self.session = self._new_session(client_locator=own, server_locator=self._peer_locator.encode())
         self._complete()

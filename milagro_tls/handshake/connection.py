@@ -213,6 +213,8 @@ class Connection(ClientHandshake, ServerHandshake):
             renegotiation = (self.state is State.ESTABLISHED
                              and message_type == RENEGOTIATION_REQUESTS[self.role])
             allowed = next_states(self.role, self.state, message_type)
+            if allowed and not self._accepts(message_type):
+                allowed = ()
             if not allowed and not renegotiation:
                 raise UnexpectedMessage(f"{HandshakeType.toStr(message_type)} in state {self.state.value}")
             if length > self._max_message_size(message_type):
@@ -246,6 +248,15 @@ class Connection(ClientHandshake, ServerHandshake):
             (Role.SERVER, HandshakeType.finished): self._on_client_finished,
         }[(self.role, message_type)]
         return handler(raw)
+
+    def _accepts(self, message_type: int) -> bool:
+        """Messages the table allows only on the client's X.509 fallback path, and only once,
+        refused from their header alone everywhere else."""
+        if message_type == HandshakeType.certificate_request:
+            return getattr(self, "_x509", None) is not None and not getattr(self, "_certificate_requested", False)
+        if message_type == HandshakeType.certificate:
+            return getattr(self, "_x509", None) is not None
+        return True
 
     def _max_message_size(self, message_type: int) -> int:
         if message_type in (HandshakeType.client_hello, HandshakeType.server_hello):
@@ -341,15 +352,15 @@ class Connection(ClientHandshake, ServerHandshake):
         self._events.append(ConnectionFailed(error=error, alert_sent=send))
 
     def _complete(self) -> None:
-        standard = None
-        if self.peer_x509 is not None:
-            standard = (self.suite.short_name, "TLSv1.2", self.suite.cipher.bits)
-        self._events.append(HandshakeComplete(suite=self.suite, peer=self.peer, alpn_protocol=self.alpn_protocol,
+        suite, standard = self.suite, None
+        if self.peer_x509 is not None:       # the client's X.509 fallback: not a Bitcoin suite
+            suite, standard = None, (self.suite.short_name, "TLSv1.2", self.suite.cipher.bits)
+        self._events.append(HandshakeComplete(suite=suite, peer=self.peer, alpn_protocol=self.alpn_protocol,
                                               session_reused=self.session_reused, standard_cipher=standard))
 
-    def _new_session(self, client_locator: bytes) -> Session:
+    def _new_session(self, *, client_locator: bytes, server_locator: bytes) -> Session:
         return Session(id=self.session_id, suite=self.suite, master_secret=self.master_secret, peer=self.peer,
-                       client_locator=client_locator, created=time.time())
+                       client_locator=client_locator, server_locator=server_locator, created=time.time())
 
     # --- the standard-suite fallback (server), delegated to Python ssl --------------------
     def _delegate_to_standard(self) -> None:

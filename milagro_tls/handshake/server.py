@@ -89,6 +89,8 @@ class ServerHandshake:
         # client must claim the same identity it proved when the session was made.
         if session.suite.code not in self._offered_suites or session.client_locator != client_locator:
             return None
+        if session.server_locator != self.config.identity.locator.encode():
+            return None
         return session
 
     def _resume_as_server(self, session, server_hello) -> State:
@@ -155,7 +157,8 @@ class ServerHandshake:
             self._complete()
             return
         if self.config.session_cache is not None:
-            self.session = self._new_session(self._client_locator)
+            self.session = self._new_session(client_locator=self._client_locator,
+                                             server_locator=self.config.identity.locator.encode())
             self.config.session_cache.put(self.session)
         self._send_change_cipher_spec(self._pending_write)
         verify_data = finished_verify_data(self.suite, self.master_secret, client=False,

@@ -28,6 +28,9 @@ class Session:
     peer: AuthenticatedPeer | None
     #: The client's locator extension when the session was made: a resumption must claim the same.
     client_locator: bytes
+    #: The server's own locator then: a server that has moved to another anchor resumes none of
+    #: the old sessions (the client would refuse them).
+    server_locator: bytes
     created: float
 
     @property
