@@ -47,11 +47,17 @@ class MilagroSocket(socket.socket):
             connected = False
         self._connected = connected
         if connected:
-            self._start()
-            if do_handshake_on_connect:
-                if timeout == 0.0:
-                    raise ValueError("do_handshake_on_connect should not be specified for non-blocking sockets")
-                self.do_handshake()
+            try:
+                self._start()
+                if do_handshake_on_connect:
+                    if timeout == 0.0:
+                        raise ValueError("do_handshake_on_connect should not be specified for non-blocking sockets")
+                    self.do_handshake()
+            except (OSError, ValueError):
+                # As ssl.SSLSocket._create: a refused handshake closes the socket (after the
+                # alert went out), or the peer waits on a connection nobody holds any more.
+                self.close()
+                raise
         return self
 
     def _start(self) -> None:

@@ -8,8 +8,10 @@ import pytest
 
 from milagro_tls.adapters.errors import MilagroPeerVerificationError, MilagroSSLError
 from milagro_tls.context import Context
+from milagro_tls.handshake import Connection, Role
 
-from helpers.contexts import echo_server, make_context
+from helpers.contexts import echo_server, make_context, raw_client_exchange
+from helpers.tls_records import alert_record
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +110,13 @@ def test_server_side_error_is_an_ssl_error_carrying_the_alert(world, server_cont
             tls.recv(10)
         assert refused.value.alert == 42 and not refused.value.alert_sent
     assert any(isinstance(e, MilagroSSLError) and e.alert == 42 and e.alert_sent for e in errors)
+
+
+def test_a_handshake_refused_in_accept_closes_the_connection(world, server_context):
+    """As ssl.SSLSocket: a wrapped socket whose handshake fails in accept() is closed once the
+    alert is out, even while the server keeps the exception (whose traceback holds the socket)."""
+    mallory = make_context(world, identity="mallory.example", trust=("echo.example",))
+    with mallory, echo_server(server_context) as (port, errors):
+        wire = raw_client_exchange(port, Connection(Role.CLIENT, mallory.config, server_hostname="echo.example"))
+    assert wire.endswith(alert_record(42))          # then EOF: raw_client_exchange read to the end
+    assert [(e.alert, e.alert_sent) for e in errors] == [(42, True)]

@@ -6,6 +6,7 @@ import socket
 import threading
 
 from milagro_tls.context import Context
+from milagro_tls.handshake import NEED_DATA, ConnectionFailed
 
 
 def make_context(world, *, identity=None, trust=(), **options) -> Context:
@@ -42,10 +43,10 @@ def echo_server(context: Context, *, handler=None):
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            except OSError as exc:
+            except OSError as exc:         # accept() handshakes: a refused one raises here
+                errors.append(exc)         # even if the test is already leaving: it may check this
                 if stop.is_set():
                     return
-                errors.append(exc)
                 continue
             worker = threading.Thread(target=serve_one, args=(conn,), daemon=True)
             workers.append(worker)
@@ -61,3 +62,28 @@ def echo_server(context: Context, *, handler=None):
         for worker in workers:          # so that errors holds every connection's outcome
             worker.join(5)
         listener.close()
+
+
+def raw_client_exchange(port: int, connection, *, until: bytes | None = None, timeout: float = 5.0) -> bytes:
+    """Drive a sans-IO client Connection over a plain socket to 127.0.0.1:port and return every
+    byte the server sent, up to EOF (or until ``until`` appears). A timeout means the server
+    neither answered nor closed: the behaviour these tests exist to rule out."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        connection.start()
+        failed = False
+        while until is None or until not in received:
+            if not failed and (outgoing := connection.data_to_send()):
+                raw.sendall(outgoing)
+            data = raw.recv(65536)
+            if not data:
+                break
+            received += data
+            if failed:
+                continue
+            connection.receive_data(data)
+            while (event := connection.next_event()) is not NEED_DATA:
+                if isinstance(event, ConnectionFailed):
+                    failed = True
+                    break
+    return received
