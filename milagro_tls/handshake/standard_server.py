@@ -23,6 +23,25 @@ class StandardSuiteFailed(HandshakeError):
     """OpenSSL refused the connection; it sent its own alert, already in the outgoing bytes."""
 
 
+#: OpenSSL's reason codes and the alert its state machine sends for them (ssl/statem/*.c).
+_ALERT_FOR_REASON = {
+    "NO_SHARED_CIPHER": AlertDescription.handshake_failure,
+    "UNSUPPORTED_PROTOCOL": AlertDescription.protocol_version,
+    "WRONG_VERSION_NUMBER": AlertDescription.protocol_version,
+    "VERSION_TOO_LOW": AlertDescription.protocol_version,
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": AlertDescription.bad_record_mac,
+    "BAD_RECORD_MAC": AlertDescription.bad_record_mac,
+    "RECORD_LAYER_FAILURE": AlertDescription.decode_error,
+    "LENGTH_MISMATCH": AlertDescription.decode_error,
+    "BAD_PACKET_LENGTH": AlertDescription.decode_error,
+    "UNEXPECTED_MESSAGE": AlertDescription.unexpected_message,
+    "UNEXPECTED_RECORD": AlertDescription.unexpected_message,
+    "NO_SHARED_GROUPS": AlertDescription.handshake_failure,
+    "BAD_KEY_SHARE": AlertDescription.illegal_parameter,
+    "DIGEST_CHECK_FAILED": AlertDescription.decrypt_error,
+}
+
+
 class StandardServerSession:
     def __init__(self, context: ssl.SSLContext, replay: bytes) -> None:
         self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -63,7 +82,9 @@ class StandardServerSession:
             self._closed = ConnectionClosed(clean=False)
             return self._closed
         except ssl.SSLError as exc:
-            return ConnectionFailed(error=StandardSuiteFailed(f"OpenSSL: {exc.reason or exc}"), alert_sent=True)
+            alert = _ALERT_FOR_REASON.get(exc.reason or "", AlertDescription.handshake_failure)
+            return ConnectionFailed(error=StandardSuiteFailed(f"OpenSSL: {exc.reason or exc}", alert=alert),
+                                    alert_sent=True)
         if not data:
             self._closed = ConnectionClosed(clean=True)
             return self._closed
