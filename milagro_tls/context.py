@@ -62,6 +62,16 @@ def _trust(trust) -> TrustStore:
     return TrustStore.from_json(items)
 
 
+def _server_hostname(name: str | bytes | None) -> str | None:
+    """As ssl.SSLContext does with ``server_hostname``: a str (IDNA-encoded to its ASCII form)
+    or ASCII bytes, which anyio passes (``TLSStream.wrap`` resolves names with IDNA 2008)."""
+    if name is None:
+        return None
+    if isinstance(name, str):
+        return name.encode("idna").decode("ascii")
+    return bytes(name).decode("ascii")
+
+
 class Context(ssl.SSLContext):
     """Drop-in for ``ssl.SSLContext``; see the README's "Drop-in Context" for every option.
 
@@ -100,7 +110,7 @@ class Context(ssl.SSLContext):
         if self.source is not None:
             self.sync = HeaderSync(self.headers, self.source, interval=sync_interval)
             self.sync.sync_once()          # the first handshake must not find an empty chain
-            self.sync.start()
+        self._alpn: tuple[str, ...] = ()
         self.identity = self._identity(identity, home)
         self.trust = _trust(trust)
         self.standard_fallback = standard_fallback
@@ -109,7 +119,6 @@ class Context(ssl.SSLContext):
         if fallback_certificate is not None:
             self.load_cert_chain(*fallback_certificate)
         self.session_cache = SessionCache(lifetime=session_lifetime)
-        self._alpn: tuple[str, ...] = ()
         self._config = HandshakeConfig(
             headers=self.headers, trust=self.trust, identity=self.identity, suites=_suites(suites),
             min_confirmations=min_confirmations, max_staple_size=max_staple_size,
@@ -120,6 +129,8 @@ class Context(ssl.SSLContext):
             staple_cache=VerifiedStapleCache())
         if accept_any_anchored_peer_unauthenticated:
             log.warning("Context accepts ANY anchored peer, unauthenticated by name (explicit opt-in)")
+        if self.sync is not None:
+            self.sync.start()              # last: a constructor that raised leaves no thread behind
 
     def _identity(self, identity, home) -> LocalIdentity | None:
         if identity is None or isinstance(identity, LocalIdentity):
@@ -191,14 +202,15 @@ class Context(ssl.SSLContext):
     def wrap_socket(self, sock, server_side: bool = False, do_handshake_on_connect: bool = True,
                     suppress_ragged_eofs: bool = True, server_hostname: str | None = None,
                     session: Session | None = None) -> MilagroSocket:
-        return MilagroSocket._create(sock, self, server_side=server_side, server_hostname=server_hostname,
+        return MilagroSocket._create(sock, self, server_side=server_side,
+                                     server_hostname=_server_hostname(server_hostname),
                                      do_handshake_on_connect=do_handshake_on_connect,
                                      suppress_ragged_eofs=suppress_ragged_eofs, session=session)
 
     def wrap_bio(self, incoming, outgoing, server_side: bool = False, server_hostname: str | None = None,
                  session: Session | None = None) -> MilagroSSLObject:
         return self._make_sslobject(incoming, outgoing, server_side=server_side,
-                                    server_hostname=server_hostname, session=session)
+                                    server_hostname=_server_hostname(server_hostname), session=session)
 
     def set_alpn_protocols(self, alpn_protocols) -> None:
         protocols = tuple(alpn_protocols)
@@ -207,6 +219,8 @@ class Context(ssl.SSLContext):
                 raise ValueError("ALPN protocols must be 1 to 255 bytes long")
         self._alpn = protocols
         self._replace(alpn_protocols=protocols)
+        if self._fallback_server is not None:
+            self._fallback_server.set_alpn_protocols(list(protocols))
 
     def load_cert_chain(self, certfile, keyfile=None, password=None) -> None:
         """The server's fallback X.509 certificate, for clients that offer none of our suites."""
