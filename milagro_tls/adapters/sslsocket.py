@@ -72,9 +72,12 @@ class MilagroSocket(socket.socket):
         return None if timeout is None else time.monotonic() + timeout
 
     def _wait(self, for_write: bool, deadline: float | None, what: str) -> None:
+        # poll(), not select(): select() refuses descriptors at or above FD_SETSIZE (1024), which
+        # a busy server passes.
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        readers, writers = ([], [self]) if for_write else ([self], [])
-        if not any(select.select(readers, writers, [], remaining)):
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLOUT if for_write else select.POLLIN)
+        if not poller.poll(None if remaining is None else remaining * 1000):
             raise TimeoutError(f"The {what} operation timed out")
 
     def _flush(self, deadline: float | None) -> None:
