@@ -9,7 +9,7 @@ from ..errors import MilagroError
 
 def main(argv: list[str] | None = None) -> int:
     from . import chain_commands, identity_commands, demo_command
-    from . import wallet_commands
+    from . import tls_commands, wallet_commands
 
     parser = argparse.ArgumentParser(prog="milagro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     identity_commands.register(sub)
     demo_command.register(sub)
     wallet_commands.register(sub)
+    tls_commands.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
