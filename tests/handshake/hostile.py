@@ -25,26 +25,41 @@ class Outcome:
     transcript: list = field(default_factory=list)   # (flight, delivered bytes)
 
 
-def run(client_config, server_config, *, tamper=None, server_hostname=None) -> Outcome:
-    tamper = tamper or {}
-    client = Connection(Role.CLIENT, client_config, server_hostname=server_hostname)
-    server = Connection(Role.SERVER, server_config)
-    client.start()
-    transcript = []
-    for flight in range(4):
-        sender, receiver = (server, client) if flight in SERVER_FLIGHTS else (client, server)
-        data = sender.data_to_send()
-        if flight in tamper:
-            data = tamper[flight](data)
-        transcript.append((flight, data))
-        receiver.receive_data(data)
-        while True:
-            event = receiver.next_event()
-            if isinstance(event, ConnectionFailed):
-                return Outcome(receiver, event, receiver.data_to_send(), sender, transcript)
-            if event is NEED_DATA or flight == 3 or type(event).__name__ == "HandshakeComplete":
-                break
-    return Outcome(None, None, b"", client, transcript)
+@dataclass(frozen=True)
+class Plan:
+    """One hostile handshake: both sides' configs and the rewriting of flights on the wire.
+
+    A scenario returns a plan rather than running it, so that the same table runs in memory
+    (``in_memory``) and over TCP against a real server (tests/helpers/wire.py replays the
+    client's side of a plan to a socket)."""
+    client_config: object
+    server_config: object
+    tamper: dict = field(default_factory=dict)
+    server_hostname: str | None = None
+
+    def in_memory(self) -> Outcome:
+        client = Connection(Role.CLIENT, self.client_config, server_hostname=self.server_hostname)
+        server = Connection(Role.SERVER, self.server_config)
+        client.start()
+        transcript = []
+        for flight in range(4):
+            sender, receiver = (server, client) if flight in SERVER_FLIGHTS else (client, server)
+            data = sender.data_to_send()
+            if flight in self.tamper:
+                data = self.tamper[flight](data)
+            transcript.append((flight, data))
+            receiver.receive_data(data)
+            while True:
+                event = receiver.next_event()
+                if isinstance(event, ConnectionFailed):
+                    return Outcome(receiver, event, receiver.data_to_send(), sender, transcript)
+                if event is NEED_DATA or flight == 3 or type(event).__name__ == "HandshakeComplete":
+                    break
+        return Outcome(None, None, b"", client, transcript)
+
+
+def plan(client_config, server_config, *, tamper=None, server_hostname=None) -> Plan:
+    return Plan(client_config, server_config, tamper or {}, server_hostname)
 
 
 def rewrite_message(index: int, change):
