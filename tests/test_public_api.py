@@ -1,6 +1,6 @@
 import milagro_tls
 
-EXPECTED = ["ApplicationData", "Connection", "ConnectionClosed", "ConnectionDead", "ConnectionFailed",
+EXPECTED = ["ApplicationData", "Connection", "ConnectionClosed", "Context", "ConnectionDead", "ConnectionFailed",
             "HandshakeComplete", "HandshakeConfig", "HandshakeError", "LocalIdentity", "MilagroError",
             "NEED_DATA", "Role", "TrustEntry", "TrustStore", "__version__"]
 
