@@ -108,7 +108,9 @@ class Context(ssl.SSLContext):
             self.headers = HeaderChain(headers or default_header_path(self.source.network), self.source.network)
         self.sync = None
         if self.source is not None:
-            self.sync = HeaderSync(self.headers, self.source, interval=sync_interval)
+            # A forked child (gunicorn's workers) opens its own source from the spec.
+            reopen = (lambda: open_source(chain)) if isinstance(chain, str) else None
+            self.sync = HeaderSync(self.headers, self.source, interval=sync_interval, source_factory=reopen)
             self.sync.sync_once()          # the first handshake must not find an empty chain
         self._alpn: tuple[str, ...] = ()
         self.identity = self._identity(identity, home)
