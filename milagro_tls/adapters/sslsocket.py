@@ -151,12 +151,19 @@ class MilagroSocket(socket.socket):
     def write(self, data) -> int:
         return self._run(lambda: self._sslobj.write(data))
 
+    # Without TLS (before connect, after shutdown()) recv reads the plain socket, as
+    # ssl.SSLSocket's does: servers drain a half-closed connection that way before close
+    # (gunicorn's close_graceful), which keeps the kernel from answering late bytes with RST.
     def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        if self._sslobj is None:
+            return super().recv(buflen, flags)
         if flags:
             raise ValueError(f"non-zero flags not allowed in calls to recv() on {type(self)}")
         return self.read(buflen)
 
     def recv_into(self, buffer, nbytes: int | None = None, flags: int = 0) -> int:
+        if self._sslobj is None:
+            return super().recv_into(buffer, nbytes or 0, flags)
         if flags:
             raise ValueError(f"non-zero flags not allowed in calls to recv_into() on {type(self)}")
         view = memoryview(buffer).cast("B")

@@ -120,3 +120,20 @@ def test_a_handshake_refused_in_accept_closes_the_connection(world, server_conte
         wire = raw_client_exchange(port, Connection(Role.CLIENT, mallory.config, server_hostname="echo.example"))
     assert wire.endswith(alert_record(42))          # then EOF: raw_client_exchange read to the end
     assert [(e.alert, e.alert_sent) for e in errors] == [(42, True)]
+
+
+def test_recv_after_shutdown_drains_the_plain_socket_as_ssl_does(server_context, client_context):
+    """After shutdown(SHUT_WR) (close_notify and FIN sent) recv reads the raw socket until EOF,
+    as ssl.SSLSocket's does: how gunicorn's close_graceful drains before close."""
+    with echo_server(server_context) as (port, errors):
+        tls = client_context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                         server_hostname="echo.example")
+        with tls:
+            tls.sendall(b"last words")
+            assert tls.recv(100) == b"last words"
+            tls.shutdown(socket.SHUT_WR)
+            drained = b""
+            while chunk := tls.recv(4096):            # the server's close_notify record, then EOF
+                drained += chunk
+    assert drained[:1] == b"\x15"                      # an (encrypted) alert record: close_notify
+    assert errors == []
