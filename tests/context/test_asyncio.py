@@ -162,3 +162,39 @@ def test_asyncio_client_refusing_a_server_delivers_its_alert(world, server_conte
     assert [(type(e), e.alert, e.alert_sent) for e in server_errors] == [(MilagroSSLError, 42, False)]
     assert any("bad_certificate" in record.getMessage() and "not in the trust store" in record.getMessage()
                for record in caplog.records)
+
+
+def test_starttls_upgrades_a_plain_stream_on_both_sides(world, server_context):
+    """StreamWriter.start_tls (loop.start_tls) checks isinstance(ctx, ssl.SSLContext): the
+    Context passes, and a plain connection is upgraded in place, as in SMTP's STARTTLS."""
+    client_context = make_context(world, identity="alice", trust=("echo.example",), suites="yak")
+    accepted = []
+
+    async def handle(reader, writer):
+        assert await reader.readline() == b"STARTTLS\r\n"
+        writer.write(b"220 go ahead\r\n")
+        await writer.drain()
+        await writer.start_tls(server_context)
+        accepted.append(writer.get_extra_info("peercert")["name"])
+        writer.write((await reader.readline()).upper())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"STARTTLS\r\n")
+            assert await reader.readline() == b"220 go ahead\r\n"
+            await writer.start_tls(client_context, server_hostname="echo.example")
+            writer.write(b"now encrypted\r\n")
+            reply = await reader.readline()
+            view = writer.get_extra_info("cipher"), writer.get_extra_info("peercert")["name"]
+            writer.close()
+            return reply, view
+
+    with client_context:
+        reply, (cipher, name) = asyncio.run(asyncio.wait_for(main(), 10))
+    assert reply == b"NOW ENCRYPTED\r\n"
+    assert cipher[0].startswith("YAK-BTC") and name == "echo.example" and accepted == ["alice"]

@@ -18,6 +18,7 @@ from milagro_tls.identity.party import Party
 from milagro_tls.trust import TrustEntry
 
 from helpers.contexts import make_context
+from helpers.handshake import make_world
 from helpers.sources import DelegatingSource
 
 CERTIFICATE_UNKNOWN = 46
@@ -156,3 +157,57 @@ def test_blocked_source_never_stalls_a_handshake(world, tmp_path):
     peer, cipher, _ = admitted
     assert peer["name"] == "echo.example"
     assert service.peers == ["alice", "alice", "late-client"]
+
+
+class CountingSource(DelegatingSource):
+    """world.source, counting every call made of it (only the header sync thread makes any)."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.calls = 0
+
+    def tip(self):
+        self.calls += 1
+        return super().tip()
+
+    def header(self, height):
+        self.calls += 1
+        return super().header(height)
+
+
+def test_a_burst_of_unverifiable_client_hellos_costs_one_catch_up(world, tmp_path):
+    """Clients anchored on another chain (their block is unknown here, and stays unknown) each
+    get certificate_unknown at once, and the whole burst asks the source for one header sync."""
+    elsewhere = make_world(tmp_path, [("stranger.example", "pat")])
+    source = CountingSource(world.source)
+    server = Context(identity=world.identities["echo.example"], trust=world.trust("alice"), chain=source,
+                     headers=":memory:", sync_interval=3600)
+    server.sync.min_gap = 1.0
+    stranger = Context(identity=elsewhere.identities["stranger.example"], trust=world.trust("echo.example"),
+                       chain=world.source, headers=":memory:")
+
+    async def refused(port: int) -> int:
+        with pytest.raises(MilagroSSLError) as error:
+            await _handshake(port, stranger)
+        return error.value.alert
+
+    async def main():
+        listener = await asyncio.start_server(EchoService().handle, "127.0.0.1", 0, ssl=server)
+        async with listener:
+            port = listener.sockets[0].getsockname()[1]
+            before = server.sync.syncs, source.calls
+            started = time.monotonic()
+            alerts = await asyncio.gather(*(refused(port) for _ in range(20)))
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(1.5)                   # longer than min_gap: the catch-up has run
+            return alerts, elapsed, server.sync.syncs - before[0], source.calls - before[1]
+
+    try:
+        alerts, elapsed, syncs, calls = asyncio.run(asyncio.wait_for(main(), 20))
+    finally:
+        for context in (server, stranger):
+            context.close()
+        elsewhere.source.close()
+    assert alerts == [CERTIFICATE_UNKNOWN] * 20 and elapsed < 5.0
+    assert syncs == 1                                  # not one per ClientHello
+    assert 0 < calls <= 3                              # that sync: tip and the fork-point header
