@@ -15,6 +15,7 @@ node under the EmbeddedSource's own lock: the node is not thread-safe.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import pytest
 from milagro_tls.chain.server import ChainServer
 
 from helpers.contexts import make_context
+from helpers.https import client_context
 from helpers.pki import make_ca_and_leaf
 
 pytest.importorskip("gunicorn")
@@ -49,7 +51,7 @@ def app(environ, start_response):
     body = json.dumps({
         "cipher": list(tls.cipher()), "version": tls.version(),
         "peer": peer and {"name": peer.get("name"), "locator": peer.get("locator")},
-        "scheme": environ["wsgi.url_scheme"], "worker_pid": os.getpid(),
+        "scheme": environ["wsgi.url_scheme"], "worker_pid": os.getpid(), "client_port": environ["REMOTE_PORT"],
         "header_sync_running": bool(sync and sync._thread and sync._thread.is_alive()),
         "header_tip": tls.context.headers.tip()[0],
     }).encode()
@@ -66,6 +68,7 @@ _settings = json.loads(os.environ["MILAGRO_GUNICORN_TEST"])
 
 bind = "127.0.0.1:0"
 workers = 1
+worker_class = _settings["worker_class"]
 certfile = _settings["certfile"]          # the fallback certificate; also what makes gunicorn use TLS
 keyfile = _settings["keyfile"]
 # sync_interval: short, so that the test sees a worker's header chain follow a new block soon.
@@ -118,6 +121,23 @@ def gunicorn_server(tmp_path: Path, settings: dict):
             process.wait()
 
 
+def two_requests_on_one_connection(world, port: int) -> list[dict]:
+    """http.client over the Context: gthread keeps the connection (and its TLS session) between
+    requests, waiting for the next one on a non-blocking socket; sync closes and we reconnect."""
+    with client_context(world) as context:
+        connection = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
+        try:
+            views = []
+            for _ in range(2):
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                assert response.status == 200
+                views.append(json.loads(response.read()))
+            return views
+        finally:
+            connection.close()
+
+
 def get(context: ssl.SSLContext, port: int, server_hostname: str) -> tuple[dict, tuple, object]:
     """One HTTP/1.1 request over a connection the given context wraps; returns the app's JSON,
     the client's cipher() and getpeercert()."""
@@ -148,8 +168,10 @@ def served_world(world, tmp_path):
         server.close()
 
 
-def test_gunicorn_serves_bitcoin_suites_and_the_fallback_certificate(world, served_world, tmp_path):
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_gunicorn_serves_bitcoin_suites_and_the_fallback_certificate(world, served_world, tmp_path, worker_class):
     settings, ca = served_world
+    settings = {**settings, "worker_class": worker_class}
     clients = {kind: make_context(world, identity="alice", trust=("echo.example",), suites=kind)
                for kind in ("ecdh", "yak")}
     standard = ssl.create_default_context(cafile=str(ca))
@@ -157,6 +179,7 @@ def test_gunicorn_serves_bitcoin_suites_and_the_fallback_certificate(world, serv
         with gunicorn_server(tmp_path, settings) as (port, log_path):
             ours = {kind: get(context, port, "echo.example") for kind, context in clients.items()}
             theirs = get(standard, port, "localhost")
+            kept_alive = two_requests_on_one_connection(world, port)
             # The worker keeps its header chain current: a block mined now reaches it.
             world.source.mine(1)
             deadline = time.monotonic() + 10
@@ -182,3 +205,6 @@ def test_gunicorn_serves_bitcoin_suites_and_the_fallback_certificate(world, serv
     assert {view["worker_pid"] for view, _, _ in (*ours.values(), theirs)} == {ours["ecdh"][0]["worker_pid"]}
     # It was built in the master, but the worker runs its own header sync (headersync.py).
     assert app_view["header_sync_running"] and followed["worker_pid"] == app_view["worker_pid"]
+    assert [view["peer"]["name"] for view in kept_alive] == ["alice", "alice"]
+    same_connection = kept_alive[0]["client_port"] == kept_alive[1]["client_port"]
+    assert same_connection == (worker_class == "gthread")      # the sync worker serves one request each

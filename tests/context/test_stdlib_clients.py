@@ -83,10 +83,11 @@ class ReportingEcho(socketserver.StreamRequestHandler):
         self.wfile.write(json.dumps({"line": line.decode(), **tls_view(self.connection)}).encode() + b"\n")
 
 
+@pytest.mark.parametrize("handshake_in_accept", [True, False], ids=["handshake-in-accept", "handshake-in-handler"])
 @pytest.mark.parametrize("suites", ["ecdh", "yak"])
-def test_socketserver_threading_tcp_server_with_wrapped_listener(world, server_context, suites):
+def test_socketserver_threading_tcp_server_with_wrapped_listener(world, server_context, suites, handshake_in_accept):
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), ReportingEcho)
-    wrap_listener(server, server_context)
+    wrap_listener(server, server_context, do_handshake_on_connect=handshake_in_accept)
     with client_context(world, suites) as context, serving(server) as port:
         raw = socket.create_connection(("127.0.0.1", port), timeout=5)
         with context.wrap_socket(raw, server_hostname="localhost") as tls, tls.makefile("rwb") as stream:

@@ -38,9 +38,10 @@ def serving(server: socketserver.BaseServer):
         thread.join(5)
 
 
-def wrap_listener(server: socketserver.TCPServer, context: Context) -> None:
-    """What a user of http.server/socketserver writes to serve TLS, as with ssl."""
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+def wrap_listener(server: socketserver.TCPServer, context: Context, *, do_handshake_on_connect: bool = True) -> None:
+    """What a user of http.server/socketserver writes to serve TLS, as with ssl. Without the
+    handshake on connect, accept() returns at once and the handler's first read handshakes."""
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=do_handshake_on_connect)
 
 
 def tls_view(sock) -> dict:
