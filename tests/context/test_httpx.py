@@ -10,10 +10,13 @@ import ssl
 import httpx
 import pytest
 
+from milagro_tls.adapters.errors import MilagroPeerVerificationError
 from milagro_tls.adapters.sslobject import MilagroSSLObject
 from milagro_tls.adapters.sslsocket import MilagroSocket
+from milagro_tls.context import Context
+from milagro_tls.trust import TrustStore
 
-from helpers.contexts import make_context
+from helpers.contexts import echo_server, make_context
 from helpers.https import SUITE_PREFIX, assert_client_view, assert_server_view, client_context, https_server, serving
 
 
@@ -74,3 +77,23 @@ def test_server_hostname_as_idna_bytes_is_accepted_as_ssl_accepts_it(world):
         ssl_object = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname=b"echo.example")
         assert ssl_object.server_hostname == "echo.example"
         assert ssl_object.connection.server_hostname == "echo.example"
+
+
+def test_async_client_refusing_a_server_delivers_the_alert_and_raises_the_reason(world, server_context):
+    """anyio asks the SSLObject again at EOF (unlike asyncio's SSL transport), so the async
+    client both sends its alert and raises the verification error itself."""
+    stranger = Context(trust=TrustStore([world.entry("idp.example", as_name="localhost")]), chain=world.source,
+                       headers=":memory:")            # "localhost" is pinned, to another anchor
+
+    async def main(port):
+        async with httpx.AsyncClient(verify=stranger, trust_env=False, timeout=5) as client:
+            await client.get(f"https://localhost:{port}/")
+
+    with stranger, echo_server(server_context) as (port, server_errors):
+        with pytest.raises(httpx.ConnectError) as refused:
+            asyncio.run(asyncio.wait_for(main(port), 10))
+    cause = refused.value.__cause__
+    while cause is not None and not isinstance(cause, MilagroPeerVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None and cause.alert == 42 and cause.alert_sent
+    assert [(e.alert, e.alert_sent) for e in server_errors] == [(42, False)]
