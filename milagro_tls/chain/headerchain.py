@@ -16,9 +16,11 @@ stay in memory, which makes the usual case (headers that extend the tip) free of
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -181,7 +183,9 @@ class HeaderChain:
         # Target and work per nBits value, filled once a header carrying it passes the PoW check.
         self._target_by_bits: dict[int, int] = {}
         self._work_by_bits: dict[int, int] = {}
+        self._path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        _AFTER_FORK.add(self)
         # Other processes may use the same file (the per-network default path): each call
         # first catches up with what they committed (_follow_file), and a write validates
         # and stores under the file's write lock.
@@ -540,13 +544,37 @@ class HeaderChain:
         return entry.times
 
     def close(self) -> None:
+        _AFTER_FORK.discard(self)
         self._db.close()
+
+    def _reopen_in_child(self) -> None:
+        """After fork (gunicorn forks workers from the master that built the Context): a SQLite
+        connection must not cross a fork, and the parent's lock may be held by a thread the
+        child does not have. A file-backed chain reopens its file; an in-memory one keeps the
+        child's private copy of the data, which no other process can reach."""
+        self._lock = threading.RLock()
+        if self._shared:
+            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._data_version = None
 
     def __enter__(self) -> "HeaderChain":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_AFTER_FORK: "weakref.WeakSet[HeaderChain]" = weakref.WeakSet()
+
+
+def _reopen_all_in_child() -> None:
+    for chain in list(_AFTER_FORK):
+        chain._reopen_in_child()
+
+
+os.register_at_fork(after_in_child=_reopen_all_in_child)
 
 
 def _work_bytes(chainwork: int) -> bytes:
