@@ -32,6 +32,7 @@ from .identity.party import Party
 from .trust import TrustEntry, TrustStore
 from .adapters.sslobject import MilagroSSLObject
 from .adapters.sslsocket import MilagroSocket
+from .capture.keylog import KeyLog, keylog_path_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class Context(ssl.SSLContext):
                         verified as X.509 against this context's CA store (load_verify_locations,
                         else the system store)
     fallback_certificate (certfile, keyfile): server: serve standard clients through Python ssl
+    keylog_filename     NSS key log of every handshake's master secret, for Wireshark (default:
+                        the SSLKEYLOGFILE environment variable, as ssl.create_default_context())
     """
 
     def __new__(cls, *args, **kwargs):
@@ -96,8 +99,10 @@ class Context(ssl.SSLContext):
                  accept_any_anchored_peer_unauthenticated: bool = False, standard_fallback: bool = False,
                  fallback_certificate: tuple[str, str | None] | None = None,
                  session_lifetime: float = DEFAULT_SESSION_LIFETIME, sync_interval: float = DEFAULT_INTERVAL,
-                 max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE) -> None:
+                 max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE,
+                 keylog_filename: str | os.PathLike | None = None) -> None:
         super().__init__()
+        self.keylog_filename = keylog_filename if keylog_filename is not None else keylog_path_from_environment()
         self.source = open_source(chain) if isinstance(chain, str) else chain
         self._owns_source = isinstance(chain, str)
         if isinstance(headers, HeaderChain):
@@ -255,6 +260,26 @@ class Context(ssl.SSLContext):
                  "digest": None, "kea": f"kx-{s.key_exchange.value}-btc", "auth": "auth-bitcoin"}
                 for s in self._config.suites]
         return ours + (super().get_ciphers() if self.standard_fallback else [])
+
+    # --- the key log (SSLKEYLOGFILE) -----------------------------------------------------
+    @property
+    def keylog_filename(self) -> str | None:
+        return self._keylog.path if self._keylog is not None else None
+
+    @keylog_filename.setter
+    def keylog_filename(self, path: str | os.PathLike | None) -> None:
+        # Overrides ssl.SSLContext's, which would hand the path to OpenSSL: our handshakes
+        # never reach OpenSSL, so OpenSSL would log nothing.
+        self._keylog = KeyLog(path) if path else None
+        if self._keylog is not None:
+            log.warning("TLS KEY LOG ON: the master secret of every connection of this context is written "
+                        "to %s; anyone who can read it can decrypt the traffic", self._keylog.path)
+
+    def _handshake_complete(self, connection: Connection) -> None:
+        """Called by the SSLObject once per completed handshake (resumptions included)."""
+        # No master secret: the server's standard-suite fallback, where Python ssl holds the keys.
+        if self._keylog is not None and connection.master_secret:
+            self._keylog.write(connection.client_random, connection.master_secret)
 
     # --- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:

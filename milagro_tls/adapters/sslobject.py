@@ -62,6 +62,7 @@ class MilagroSSLObject:
                 self._plaintext += event.data
             elif isinstance(event, HandshakeComplete):
                 self._complete = event
+                self._context._handshake_complete(self._connection)
             elif isinstance(event, ConnectionClosed):
                 self._closed = event
                 break
