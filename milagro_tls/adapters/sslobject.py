@@ -6,6 +6,7 @@ too, over its own BIOs. ``SSLWantReadError`` means "give me the peer's next byte
 """
 from __future__ import annotations
 
+import collections
 import ssl
 
 from ..handshake import (NEED_DATA, ApplicationData, Connection, ConnectionClosed, ConnectionFailed,
@@ -32,7 +33,11 @@ class MilagroSSLObject:
         self._failure: ssl.SSLError | None = None
         self._failure_held = False
         self._closed: ConnectionClosed | None = None
-        self._plaintext = bytearray()
+        #: Decrypted records not yet read, as the connection returned them (no copy); the
+        #: first one is consumed from ``_offset`` on. ``_pending`` counts the bytes left.
+        self._plaintext: collections.deque = collections.deque()
+        self._offset = 0
+        self._pending = 0
         self._eof_fed = False
         if not server_side:
             connection.start()
@@ -40,26 +45,34 @@ class MilagroSSLObject:
 
     # --- moving bytes -------------------------------------------------------------------
     def _flush(self) -> None:
-        data = self._connection.data_to_send()
+        data = self._connection.data_to_send_buffer()
         if data:
             self._outgoing.write(data)
 
-    def _pump(self) -> None:
-        """Feed what the peer sent into the connection and collect the events it makes."""
+    def _pump(self, data=None) -> None:
+        """Feed what the peer sent (``data``, else the incoming BIO's) into the connection and
+        collect the events it makes."""
         if self._failure is not None:
             return
-        data = self._incoming.read()
+        if data is None:
+            data = self._incoming.read()
         if data:
             self._connection.receive_data(data)
         elif self._incoming.eof and not self._eof_fed:
             self._eof_fed = True
             self._connection.receive_data(b"")
+        chunks = self._connection.take_application_data()
+        if chunks:
+            self._plaintext.extend(chunks)
+            self._pending += sum(map(len, chunks))
+        next_event = self._connection.next_event
         while True:
-            event = self._connection.next_event()
+            event = next_event()
             if event is NEED_DATA:
                 break
-            if isinstance(event, ApplicationData):
-                self._plaintext += event.data
+            if type(event) is ApplicationData:
+                self._plaintext.append(event.data)
+                self._pending += len(event.data)
             elif isinstance(event, HandshakeComplete):
                 self._complete = event
                 self._context._handshake_complete(self._connection)
@@ -96,17 +109,10 @@ class MilagroSSLObject:
     def read(self, size: int = 1024, buffer=None):
         if self._complete is None:
             self.do_handshake()
-        if not self._plaintext and self._closed is None:
+        if not self._pending and self._closed is None:
             self._pump()
-        if self._plaintext:
-            if buffer is not None:
-                size = min(size, len(buffer)) if size else len(buffer)
-            chunk = bytes(self._plaintext[:size])
-            del self._plaintext[:size]
-            if buffer is not None:
-                buffer[:len(chunk)] = chunk
-                return len(chunk)
-            return chunk
+        if self._pending:
+            return self._take(size, buffer)
         if self._failure is not None:
             self._raise_failure()
         if self._closed is not None:
@@ -115,17 +121,64 @@ class MilagroSSLObject:
             raise ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
         raise ssl.SSLWantReadError("The operation did not complete (read)")
 
-    def write(self, data) -> int:
+    def _take(self, size: int, buffer=None):
+        """Up to ``size`` buffered plaintext bytes: copied once into ``buffer`` (their count is
+        returned), else returned as bytes (a whole record without any copy)."""
+        chunks = self._plaintext
+        if buffer is None:
+            if size <= 0:
+                return b""
+            chunk, start = chunks[0], self._offset
+            end = start + size
+            if end >= len(chunk):                # this record to its end (ssl too returns one at a time)
+                chunks.popleft()
+                self._offset = 0
+                out = chunk[start:] if start else chunk
+            else:
+                self._offset = end
+                out = chunk[start:end]
+            self._pending -= len(out)
+            return out
+        size = min(size, len(buffer)) if size else len(buffer)
+        if not isinstance(buffer, memoryview):
+            buffer = memoryview(buffer).cast("B")
+        written, start = 0, self._offset
+        while written < size and chunks:
+            chunk = chunks[0]
+            count = min(len(chunk) - start, size - written)
+            if start or count < len(chunk):
+                buffer[written:written + count] = memoryview(chunk)[start:start + count]
+            else:
+                buffer[written:written + count] = chunk
+            written += count
+            if start + count == len(chunk):
+                chunks.popleft()
+                start = 0
+            else:
+                start += count
+        self._offset = start
+        self._pending -= written
+        return written
+
+    def _encrypt(self, data) -> bytes:
+        """``data`` as records, for the caller to send (the socket wrapper skips the BIO)."""
         if self._complete is None:
             self.do_handshake()
         if self._failure is not None:
             raise self._failure
-        self._connection.send_data(bytes(data))
-        self._flush()
+        if not isinstance(data, (bytes, bytearray)):
+            data = memoryview(data).cast("B")
+        self._connection.send_data(data)
+        return self._connection.data_to_send_buffer()
+
+    def write(self, data) -> int:
+        out = self._encrypt(data)
+        if out:
+            self._outgoing.write(out)
         return len(data)
 
     def pending(self) -> int:
-        return len(self._plaintext)
+        return self._pending
 
     def unwrap(self) -> None:
         """Send close_notify, then wait (SSLWantReadError) for the peer's."""

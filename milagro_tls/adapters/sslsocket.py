@@ -9,11 +9,21 @@ import errno
 import select
 import socket
 import ssl
+import threading
 import time
 
 from .sslobject import MilagroSSLObject
 
-_RECV_SIZE = 65536
+_RECV_SIZE = 262144
+_thread_buffers = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    """One receive buffer per thread, not per socket: idle connections hold none."""
+    view = getattr(_thread_buffers, "view", None)
+    if view is None:
+        view = _thread_buffers.view = memoryview(bytearray(_RECV_SIZE))
+    return view
 
 
 class MilagroSocket(socket.socket):
@@ -140,7 +150,39 @@ class MilagroSocket(socket.socket):
     def _not_connected(self):
         raise OSError(errno.ENOTCONN, "socket is not connected")
 
+    def _fast(self):
+        """The SSLObject when plain blocking application-data IO may skip the memory BIOs and
+        the SSLWantReadError round trips: established, healthy, no timeout, nothing unsent."""
+        sslobj = self._sslobj
+        if (sslobj is not None and sslobj._complete is not None and sslobj._failure is None
+                and sslobj._closed is None and not self._unsent and self.gettimeout() is None):
+            return sslobj
+        return None
+
+    def _read_fast(self, size: int, buffer):
+        """Blocking read straight from the kernel into the connection; None: take the slow path."""
+        sslobj = self._fast()
+        while sslobj is not None:
+            if sslobj._pending:
+                return sslobj._take(size, buffer)
+            if sslobj._incoming.pending or self._outgoing.pending:
+                return None
+            scratch = _receive_buffer()
+            received = super().recv_into(scratch)
+            if not received:
+                self._incoming.write_eof()     # the slow path reports EOF as ssl does
+                return None
+            sslobj._pump(scratch[:received])    # the record layer copies what it keeps
+            if self._outgoing.pending:         # e.g. a warning alert we answer
+                self._flush(None)
+            sslobj = self._fast()
+        return None
+
     def read(self, len: int = 1024, buffer=None):
+        if len > 0:
+            result = self._read_fast(len, buffer)
+            if result is not None:
+                return result
         try:
             return self._run(lambda: self._sslobj.read(len, buffer))
         except ssl.SSLEOFError:
@@ -178,6 +220,19 @@ class MilagroSocket(socket.socket):
         return self.write(data)
 
     def sendall(self, data, flags: int = 0) -> None:
+        if flags:
+            raise ValueError(f"non-zero flags not allowed in calls to sendall() on {type(self)}")
+        sslobj = self._fast()
+        if sslobj is not None and not self._outgoing.pending:
+            if not isinstance(data, (bytes, bytearray)):
+                data = memoryview(data).cast("B")
+            try:
+                records = sslobj._encrypt(data)
+            except ssl.SSLError:
+                self._flush_quietly()
+                raise
+            super().sendall(records)
+            return
         view = memoryview(data).cast("B")
         while view:
             view = view[self.send(view, flags):]

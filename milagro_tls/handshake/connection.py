@@ -119,8 +119,12 @@ class Connection(ClientHandshake, ServerHandshake):
             self._records.feed(data)
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._outgoing)
-        self._outgoing.clear()
+        return bytes(self.data_to_send_buffer())
+
+    def data_to_send_buffer(self) -> bytearray:
+        """``data_to_send()`` without its final copy: a bytearray that is now the caller's."""
+        out = self._outgoing
+        self._outgoing = bytearray()
         if self._standard is not None:
             out += self._standard.data_to_send()
         return out
@@ -146,6 +150,20 @@ class Connection(ClientHandshake, ServerHandshake):
                     continue
                 return NEED_DATA
 
+    def take_application_data(self) -> list[bytes]:
+        """The plaintexts of the whole application_data records received so far, in order:
+        what next_event() would return as ApplicationData events, without an event per
+        record (the adapters' bulk path). Stops at any other record; next_event() then
+        handles it. A bad record fails the connection exactly as next_event() would."""
+        if (self.state is not State.ESTABLISHED or self._events or self._standard is not None
+                or self._closed_event is not None or self._handshake_buffer):
+            return []
+        out: list[bytes] = []
+        self._guard(lambda: self._records.open_application_data(out))
+        if out:
+            self._warnings = 0
+        return out
+
     def send_data(self, data: bytes) -> None:
         """Queue application data (encrypted) once the handshake is complete."""
         if self.state is State.FAILED:
@@ -158,7 +176,11 @@ class Connection(ClientHandshake, ServerHandshake):
             self._standard.send_data(data)
             return
         if data:
-            self._outgoing += self._records.encode(ContentType.application_data, data)
+            records = self._records.encode(ContentType.application_data, data)
+            if self._outgoing:
+                self._outgoing += records
+            else:                               # adopt the buffer: no copy
+                self._outgoing = records if type(records) is bytearray else bytearray(records)
 
     def close(self) -> None:
         """Queue close_notify (RFC 5246 §7.2.1). Idempotent; a failed connection sends nothing."""

@@ -38,13 +38,15 @@ MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048
 _HEADER = struct.Struct("!B2sH")
 _AAD = struct.Struct("!QB2sH")
 _TAG_LENGTH = 16
+_SEQUENCE = struct.Struct("!Q")
 _MAX_SEQUENCE = (1 << 64) - 1
 
 
 class RecordProtection:
     """One direction's AEAD state: key, IV and the implicit sequence number."""
 
-    __slots__ = ("_aead", "_cipher", "_fixed_iv", "_iv_int", "sequence")
+    __slots__ = ("_aead", "_cipher", "_fixed_iv", "_iv_int", "_explicit", "_overhead", "_encrypt_into",
+                 "sequence")
 
     def __init__(self, cipher: BulkCipher, key: bytes, fixed_iv: bytes) -> None:
         if len(key) != cipher.key_length or len(fixed_iv) != cipher.fixed_iv_length:
@@ -53,6 +55,11 @@ class RecordProtection:
         self._aead = ChaCha20Poly1305(key) if cipher is BulkCipher.CHACHA20_POLY1305 else AESGCM(key)
         self._fixed_iv = fixed_iv
         self._iv_int = int.from_bytes(fixed_iv, "big")
+        # Read once here: an enum property costs two Python calls per record.
+        self._explicit = cipher.record_iv_length
+        self._overhead = _HEADER.size + self._explicit + _TAG_LENGTH
+        # cryptography's encrypt_into (newer releases) writes the ciphertext in place.
+        self._encrypt_into = getattr(self._aead, "encrypt_into", None)
         self.sequence = 0
 
     def _next_sequence(self) -> int:
@@ -67,15 +74,47 @@ class RecordProtection:
     def seal(self, content_type: int, plaintext: bytes) -> bytes:
         sequence = self._next_sequence()
         aad = _AAD.pack(sequence, content_type, _VERSION_BYTES, len(plaintext))
-        if self._cipher.record_iv_length:
+        if self._explicit:
             explicit = sequence.to_bytes(8, "big")
             return explicit + self._aead.encrypt(self._fixed_iv + explicit, plaintext, aad)
         nonce = (self._iv_int ^ sequence).to_bytes(12, "big")
         return self._aead.encrypt(nonce, plaintext, aad)
 
+    def seal_records(self, content_type: int, data) -> bytearray:
+        """``data`` as whole records (headers included), encrypted into one buffer."""
+        view = memoryview(data)
+        length = len(view)
+        count = max(1, -(-length // MAX_PLAINTEXT))
+        out = bytearray(length + count * self._overhead)
+        target = memoryview(out)
+        explicit = self._explicit
+        encrypt_into = self._encrypt_into
+        position = 0
+        for start in range(0, max(length, 1), MAX_PLAINTEXT):
+            chunk = view[start:start + MAX_PLAINTEXT]
+            size = len(chunk)
+            sequence = self._next_sequence()
+            aad = _AAD.pack(sequence, content_type, _VERSION_BYTES, size)
+            _HEADER.pack_into(out, position, content_type, _VERSION_BYTES, explicit + size + _TAG_LENGTH)
+            position += _HEADER.size
+            if explicit:
+                _SEQUENCE.pack_into(out, position, sequence)
+                nonce = self._fixed_iv + out[position:position + explicit]
+                position += explicit
+            else:
+                nonce = (self._iv_int ^ sequence).to_bytes(12, "big")
+            end = position + size + _TAG_LENGTH
+            if encrypt_into is not None:
+                encrypt_into(nonce, chunk, aad, target[position:end])
+            else:
+                target[position:end] = self._aead.encrypt(nonce, chunk, aad)
+            position = end
+        target.release()
+        return out
+
     def open(self, content_type: int, fragment: memoryview) -> bytes:
         sequence = self._next_sequence()
-        explicit_length = self._cipher.record_iv_length
+        explicit_length = self._explicit
         plaintext_length = len(fragment) - explicit_length - _TAG_LENGTH
         if plaintext_length < 0:
             raise BadRecordMac("record shorter than its nonce and tag")
@@ -83,7 +122,7 @@ class RecordProtection:
             raise RecordOverflow("decrypted record would exceed 2^14 bytes")
         aad = _AAD.pack(sequence, content_type, _VERSION_BYTES, plaintext_length)
         if explicit_length:
-            nonce = self._fixed_iv + bytes(fragment[:explicit_length])
+            nonce = self._fixed_iv + fragment[:explicit_length].tobytes()
             body = fragment[explicit_length:]
         else:
             nonce = (self._iv_int ^ sequence).to_bytes(12, "big")
@@ -148,18 +187,46 @@ class RecordLayer:
             raise MalformedMessage(f"empty {ContentType(content_type).name} record")
         return content_type, plaintext
 
+    def open_application_data(self, out: list) -> None:
+        """Append to ``out`` the plaintext of each whole application_data record buffered now,
+        stopping at anything else (left for ``next_record``). Errors raise as there."""
+        protection = self.read_protection
+        if protection is None:
+            return
+        incoming, position = self._incoming, self._position
+        available = len(incoming)
+        unpack_from, header_size, open_ = _HEADER.unpack_from, _HEADER.size, protection.open
+        try:
+            while available - position >= header_size and incoming[position] == _APPLICATION_DATA:
+                _, version, length = unpack_from(incoming, position)
+                end = position + header_size + length
+                if version != _VERSION_BYTES or length > MAX_CIPHERTEXT or available < end:
+                    break
+                fragment = memoryview(incoming)[position + header_size:end]
+                try:
+                    plaintext = open_(_APPLICATION_DATA, fragment)
+                finally:
+                    fragment.release()
+                position = end
+                if plaintext:
+                    out.append(plaintext)
+        finally:
+            self._position = position
+
     # --- outgoing -----------------------------------------------------------------------
-    def encode(self, content_type: int, data: bytes) -> bytes:
-        """``data`` as one or more records of at most 2^14 plaintext bytes each."""
+    def encode(self, content_type: int, data: bytes) -> bytes | bytearray:
+        """``data`` as one or more records of at most 2^14 plaintext bytes each (protected:
+        a bytearray, encrypted in place)."""
+        if self.write_protection is not None:
+            return self.write_protection.seal_records(content_type, data)
         out = bytearray()
         view = memoryview(data)
         for start in range(0, max(len(data), 1), MAX_PLAINTEXT):
-            chunk = bytes(view[start:start + MAX_PLAINTEXT])
-            if self.write_protection is not None:
-                chunk = self.write_protection.seal(content_type, chunk)
+            chunk = view[start:start + MAX_PLAINTEXT]
             out += _HEADER.pack(content_type, _VERSION_BYTES, len(chunk))
             out += chunk
         return bytes(out)
 
 
 _CONTENT_TYPES = frozenset(int(t) for t in ContentType)
+_APPLICATION_DATA = int(ContentType.application_data)
