@@ -21,7 +21,7 @@ import coincurve
 
 from .errors import InvalidProof
 from .nonce import N
-from .points import G, generate_scalar, parse_point, parse_scalar
+from .points import G, generate_scalar, parse_point, parse_scalar, tweak_scalar
 
 #: Largest item the 4-byte length prefix can describe.
 _MAX_ITEM = 2**32 - 1
@@ -74,12 +74,13 @@ def prove(secret: coincurve.PrivateKey, user_id: bytes, other_info: bytes, *,
             # r = v; (n − 0) is not a valid tweak, and the proof is still sound.
             return SchnorrProof(commitment, v.secret)
         try:
-            response = secret.multiply((N - c).to_bytes(32, "big")).add(v.secret)
+            response = tweak_scalar(tweak_scalar(secret.secret, (N - c).to_bytes(32, "big"), multiply=True),
+                                    v.secret, multiply=False)
         except ValueError:  # a·(n − c) + v = 0 mod n: no valid response for this v
             if nonce is not None:
                 raise ValueError("this nonce gives a zero response; use another") from None
             continue
-        return SchnorrProof(commitment, response.secret)
+        return SchnorrProof(commitment, response)
 
 
 def verify(public_point: bytes, proof: SchnorrProof, user_id: bytes, other_info: bytes) -> None:

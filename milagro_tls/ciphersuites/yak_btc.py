@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import coincurve
 
-from .points import add_points, parse_point, shared_x
+from .points import add_points, parse_point, shared_x, tweak_scalar
 
 #: UserID of a client without an anchor (server-only mode). Its proof binds no identity,
 #: only the session through OtherInfo.
@@ -67,10 +67,10 @@ def premaster(*, long_term: coincurve.PrivateKey | None, ephemeral: coincurve.Pr
     if peer_nonce_point is not None:
         peer_point = add_points(parse_point(peer_nonce_point), peer_point)
     if long_term is None:
-        scalar = ephemeral
+        scalar = ephemeral.secret
     else:
         try:
-            scalar = long_term.add(ephemeral.secret)  # k + x mod n, inside libsecp256k1
+            scalar = tweak_scalar(long_term.secret, ephemeral.secret, multiply=False)  # k + x mod n
         except ValueError:  # x = −k: our own ephemeral, probability 2⁻²⁵⁶
             raise ValueError("k + x is zero; draw another ephemeral") from None
-    return shared_x(scalar, peer_point)
+    return peer_point.multiply(scalar).format(compressed=True)[1:]     # shared_x of a bare scalar
