@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean system-packages
 
-# Real peers the tests start themselves (the interop harness runs the openssl binary).
-SYSTEM_PACKAGES := openssl:openssl
+# Real peers the tests start themselves (the interop harness runs the openssl binary; the
+# Wireshark tests run tshark on captures of our connections).
+SYSTEM_PACKAGES := openssl:openssl tshark:tshark
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
