@@ -9,7 +9,7 @@ from ..errors import MilagroError
 
 def main(argv: list[str] | None = None) -> int:
     from . import chain_commands, identity_commands, demo_command
-    from . import tls_commands, wallet_commands
+    from . import capture_command, tls_commands, wallet_commands
 
     parser = argparse.ArgumentParser(prog="milagro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_command.register(sub)
     wallet_commands.register(sub)
     tls_commands.register(sub)
+    capture_command.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -1,8 +1,10 @@
 """``milagro demo``: the embedded regtest chain, two anchored identities, each verified by the
-other, then TLS 1.2 between them over TCP with both Bitcoin suites."""
+other, then TLS 1.2 between them over TCP with each of the six Bitcoin suites, recorded as
+``demo.pcap`` with its key log ``demo.keylog`` for Wireshark."""
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -92,6 +94,8 @@ def _tls_demo(workdir: Path, source, server: Party, client: Party) -> int:
     import threading
 
     from ..adapters.errors import MilagroSSLError
+    from ..capture.recorder import RecordingProxy
+    from ..ciphersuites.registry import SUITES
     from ..context import Context
     from ..identity.local import LocalIdentity
     from ..trust import TrustEntry
@@ -99,7 +103,8 @@ def _tls_demo(workdir: Path, source, server: Party, client: Party) -> int:
     def pin(party: Party) -> list:
         return [TrustEntry.from_json(party.trust_entry())]
 
-    _step("TLS 1.2 over TCP on 127.0.0.1 with each Bitcoin suite (milagro_tls.Context, an ssl.SSLContext)")
+    _step("TLS 1.2 over TCP on 127.0.0.1 with each Bitcoin suite (milagro_tls.Context, an ssl.SSLContext), "
+          "recorded for Wireshark")
     server_context = Context(identity=LocalIdentity.from_party(server, source), trust=pin(client),
                              chain=source, headers=":memory:")
     listener = server_context.wrap_socket(socket.create_server(("127.0.0.1", 0)), server_side=True)
@@ -119,18 +124,26 @@ def _tls_demo(workdir: Path, source, server: Party, client: Party) -> int:
 
     threading.Thread(target=serve, daemon=True).start()
     status = 0
+    pcap, keylog = workdir / "demo.pcap", workdir / "demo.keylog"
+    keylog.unlink(missing_ok=True)              # this run's connections only
     try:
         client_identity = LocalIdentity.from_party(client, source)
-        for suites in ("yak", "ecdh"):
-            with Context(identity=client_identity, trust=pin(server), chain=source, headers=":memory:",
-                         suites=suites) as context:
-                with context.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+        # The client connects through a loopback proxy that records the bytes: no capture
+        # privileges needed, and the pcap holds exactly these connections.
+        with RecordingProxy(("127.0.0.1", port)) as proxy, \
+                Context(identity=client_identity, trust=pin(server), chain=source, headers=":memory:",
+                        keylog_filename=keylog) as context:
+            for suite in SUITES.values():
+                context.set_ciphers(suite.name)          # one suite per connection, as with ssl
+                with context.wrap_socket(socket.create_connection(proxy.address),
                                          server_hostname=server.certificate.name) as tls:
                     peer = tls.getpeercert()
                     tls.sendall(b"hello over bitcoin")
                     reply = tls.recv(100)
-                    print(f"{tls.cipher()[0]:28} peer={peer['name']} (pinned, {peer['confirmations']} "
+                    print(f"{tls.cipher()[0]:34} peer={peer['name']} (pinned, {peer['confirmations']} "
                           f"confirmations)  echo={reply.decode()}")
+        packets = proxy.write_pcap(pcap, server_port=443)
+        _print_wireshark_commands(pcap, keylog, len(proxy.conversations), packets)
         _step("a new, unpinned client: first its block is news to the server, then it is refused")
         stranger = Party.create(workdir / "stranger-home", source, role="service", name="stranger.example")
         with Context(identity=LocalIdentity.from_party(stranger, source), trust=pin(server), chain=source,
@@ -152,6 +165,24 @@ def _tls_demo(workdir: Path, source, server: Party, client: Party) -> int:
         listener.close()
         server_context.close()
     return status
+
+
+def _print_wireshark_commands(pcap: Path, keylog: Path, connections: int, packets: int) -> None:
+    repo = Path(__file__).resolve().parents[2]          # a source checkout has interop/ beside the package
+    lua, demo_copy = repo / "interop" / "wireshark" / "milagro.lua", repo / "interop" / "wireshark" / "demo_copy.py"
+    copy = pcap.with_name("demo-copy.pcapng")
+    _step("Wireshark: the connections above as a pcap (server port 443) and their NSS key log")
+    print(f"{pcap}: {connections} connections, {packets} packets")
+    print(f"{keylog}: CLIENT_RANDOM lines; anyone who reads this file can decrypt those connections")
+    print(f"   tshark -r {pcap}                  # stock: 'Unknown (0xff20)', undecryptable even with the key log")
+    if lua.exists():
+        print(f"   tshark -r {pcap} -X lua_script:{lua} -Y milagro.txid -T fields -e milagro.suite -e milagro.txid"
+              f"   # the Lua dissector (-V: the whole tree)")
+    if demo_copy.exists():
+        print(f"   cd {repo} && {sys.executable} -m interop.wireshark.demo_copy {pcap} {copy}")
+        print(f"   tshark -r {copy} -o tls.keylog_file:{keylog} -Y tls.app_data -x   "
+              f"# DEMO TRANSFORMATION: suites relabelled, decrypted")
+    print(f"   python: milagro_tls.capture.scapy_suites.decrypt_capture('{pcap}', '{keylog}')   # scapy, true capture")
 
 
 def _wait_for_sync(context, timeout: float = 10.0) -> None:
