@@ -5,23 +5,33 @@ value the code uses, so that a change on either side without the other fails her
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
+import os
 import re
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import coincurve
 import pytest
 from tlslite.constants import AlertDescription, GroupName, HandshakeType, SignatureScheme
 
+from milagro_tls import context
+from milagro_tls.capture import keylog
 from milagro_tls.chain.network import Network
 from milagro_tls.chain.proof import MAX_DEPTH
 from milagro_tls.chain.verify import DEFAULT_MIN_CONFIRMATIONS
-from milagro_tls.ciphersuites import yak_btc
+from milagro_tls.ciphersuites import nizk, yak_btc
 from milagro_tls.ciphersuites.points import G
 from milagro_tls.ciphersuites.registry import DEFAULT_SUITES, SUITES, BulkCipher, KeyExchangeKind
 from milagro_tls.handshake import client as handshake_client
-from milagro_tls.handshake import connection, errors, state, x509_fallback
+from milagro_tls.handshake import connection, errors, standard_server, state, x509_fallback
 from milagro_tls.handshake.messages import DEFAULT_MAX_STAPLE_SIZE, LOCATOR_EXTENSION
-from milagro_tls.handshake.session import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_LIFETIME
+from milagro_tls.handshake.peer import VerifiedStapleCache
+from milagro_tls.handshake.server import ServerHandshake
+from milagro_tls.handshake.session import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_LIFETIME, Session, SessionCache
 from milagro_tls.identity import certificate, locator, marker
 from milagro_tls.identity.anchor import SEAL_VALUE
 from milagro_tls.identity.keys import StatementType
@@ -57,6 +67,26 @@ def section(anchor: str) -> str:
     start = DRAFT.index(f"{{#{anchor}}}")
     end = DRAFT.find("\n#", start)
     return DRAFT[start:end if end != -1 else len(DRAFT)]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def vector_records() -> list[dict[str, str]]:
+    """The appendix's ``name: value`` records (a value may continue on lines indented by two)."""
+    block = DRAFT[DRAFT.index("<!-- BEGIN GENERATED VECTORS -->"):DRAFT.index("<!-- END GENERATED VECTORS -->")]
+    records = []
+    for body in re.findall(r"^~~~~\n(.*?)^~~~~$", block, re.M | re.S):
+        record, name = {}, None
+        for line in body.splitlines():
+            if line.startswith("  "):
+                record[name] += line.strip()
+            else:
+                name, _, value = line.partition(":")
+                record[name] = value.strip()
+        records.append(record)
+    return records
 
 
 # ---------------------------------------------------------------- (a) the vectors are generated
@@ -173,6 +203,28 @@ def test_handshake_message_bounds_are_the_connections():
     assert f"more than {'four' if connection._MAX_WARNINGS == 4 else connection._MAX_WARNINGS} consecutive" in text
 
 
+def test_fallback_rows_are_open_only_on_the_clients_fallback_path_and_certificate_request_once():
+    """connection._accepts: what the draft says is refused from the header alone."""
+    accepts = connection.Connection._accepts
+    ours = SimpleNamespace(_x509=None)
+    fallback = SimpleNamespace(_x509=object())
+    requested = SimpleNamespace(_x509=object(), _certificate_requested=True)
+    cert, request = HandshakeType.certificate, HandshakeType.certificate_request
+    assert not accepts(ours, cert) and not accepts(ours, request)
+    assert accepts(fallback, cert) and accepts(fallback, request)
+    assert accepts(requested, cert) and not accepts(requested, request)
+    assert all(accepts(ours, message) for message in _MESSAGES.values() if message not in (cert, request))
+    text = flat(section("state-machine"))
+    assert "accepts Certificate and CertificateRequest only on that path, and CertificateRequest at most once" in text
+    assert "treated as messages without a row, and so is a second CertificateRequest: the header alone refuses " \
+           "them with unexpected_message" in text
+    assert "exception" not in text and "reads it and then refuses it" not in text
+    assert "A second CertificateRequest is refused with unexpected_message from its header" in \
+        flat(section("fallback-client"))
+    failure = next(row[0] for row in table("tab-alerts") if row[1] == "unexpected_message (10)")
+    assert "Certificate or CertificateRequest outside the client's fallback, a second CertificateRequest" in failure
+
+
 # ---------------------------------------------------------------- resumption and the standard-suite fallback
 
 def test_standard_suite_table_is_the_fallback_registry_in_preference_order():
@@ -198,6 +250,58 @@ def test_session_defaults_are_the_codes():
     text = " ".join(section("resumption").split())
     assert f"default lifetime is {DEFAULT_SESSION_LIFETIME:g} seconds" in text
     assert f"holds at most {DEFAULT_MAX_SESSIONS} sessions" in text
+
+
+
+def _session(server_locator: bytes) -> Session:
+    suite = DEFAULT_SUITES[0]
+    return Session(id=b"\x01" * 32, suite=suite, master_secret=bytes(48), peer=None, client_locator=b"",
+                   server_locator=server_locator, created=time.time())
+
+
+def test_a_server_that_moved_to_another_anchor_resumes_none_of_its_old_sessions():
+    assert "server_locator" in Session.__dataclass_fields__
+    cache = SessionCache()
+    cache.put(_session(b"old anchor"))
+    suite = DEFAULT_SUITES[0]
+
+    def resumable(own_locator: bytes):
+        server = SimpleNamespace(config=SimpleNamespace(
+            session_cache=cache, suites=DEFAULT_SUITES,
+            identity=SimpleNamespace(locator=SimpleNamespace(encode=lambda: own_locator))),
+            _offered_suites=[suite.code])
+        return ServerHandshake._resumable_session(server, b"\x01" * 32, b"")
+
+    assert resumable(b"old anchor") is not None
+    assert resumable(b"new anchor") is None
+    text = flat(section("resumption"))
+    assert "the server's bitcoin_locator extension (the server's own locator)" in text
+    assert "5. The session's server locator is, byte for byte, the server's locator now." in text
+    assert "SHOULD discard" not in text
+
+
+def test_a_client_fallback_completes_with_no_suite_of_the_draft_and_the_standard_cipher():
+    suite = next(iter(x509_fallback.STANDARD_SUITES.values()))
+    fake = SimpleNamespace(peer_x509=object(), suite=suite, peer=None, alpn_protocol=None,
+                           session_reused=False, _events=[])
+    connection.Connection._complete(fake)
+    (event,) = fake._events
+    assert event.suite is None and event.peer is None
+    assert event.standard_cipher == (suite.short_name, "TLSv1.2", suite.cipher.bits)
+    text = flat(section("fallback"))
+    assert "completes a fallback handshake, in either role, with no suite of this document and no anchored peer" in text
+    assert "HandshakeComplete event carries suite None" in text and "standard_cipher" in text
+
+
+def test_the_server_fallbacks_reported_alerts_are_the_codes():
+    text = flat(section("alerts"))
+    sentence = re.search(r"reports locally the alert that OpenSSL's reason for the failure implies: (.*?)\.", text)
+    pairs = re.findall(r"(\w+) for ([A-Z_]+)", sentence.group(1))
+    assert len(pairs) >= 6
+    for alert, reason in pairs:
+        assert standard_server._ALERT_FOR_REASON[reason] == getattr(AlertDescription, alert), (alert, reason)
+    assert sentence.group(1).endswith("and handshake_failure for a reason it does not know")
+    assert "UNKNOWN_REASON" not in standard_server._ALERT_FOR_REASON
 
 
 def test_marker_table_and_format_are_the_codes():
@@ -249,6 +353,85 @@ def test_defaults_in_the_text_are_the_codes():
     assert f"Merkle depth, <= {MAX_DEPTH}" in DRAFT and f"depth of at most {MAX_DEPTH}" in flat
 
 
+
+# ---------------------------------------------------------------- verification cache, scalar arithmetic, key log
+
+def test_verified_staple_cache_is_described_as_the_code_keeps_it():
+    text = flat(section("verification-procedure"))
+    cache = VerifiedStapleCache()
+    assert f"holds at most {cache.max_entries} staples, dropping the least recently used first" in text
+    assert "keyed by SHA-256 over the encoded locator and the certificate and proof bundle, each prefixed by its " \
+           "4-byte length" in text
+    staple = SimpleNamespace(certificate=b"certificate", proof=b"proof")
+    locator_ = SimpleNamespace(encode=lambda: b"locator")
+    expected = hashlib.sha256(b"locator" + (11).to_bytes(4, "big") + b"certificate" + (5).to_bytes(4, "big")
+                              + b"proof").digest()
+    assert cache.key(locator_, staple) == expected
+    for _ in range(cache.max_entries + 1):
+        cache.put(os.urandom(32), None)
+    assert len(cache._entries) == cache.max_entries
+
+
+def test_the_yak_vectors_are_reproduced_by_the_codes_scalar_arithmetic():
+    """NIZK responses and k + x now come from libsecp256k1's seckey tweaks: byte for byte the appendix."""
+    records = [r for r in vector_records() if r.get("record") == "handshake" and r["suite_name"].startswith("TLS_YAK")]
+    assert len(records) == 6
+
+    def key(value: str | None):
+        return coincurve.PrivateKey(bytes.fromhex(value)) if value else None
+
+    for record in records:
+        other_info = yak_btc.other_info(bytes.fromhex(record["client_random"]), bytes.fromhex(record["server_random"]))
+        for side in ("client", "server"):
+            proof = nizk.prove(key(record[f"{side}_ephemeral"]), bytes.fromhex(record[f"{side}_nizk_user_id"]),
+                               other_info, nonce=key(record[f"{side}_nizk_nonce"]))
+            assert (proof.commitment.hex(), proof.response.hex()) == \
+                (record[f"{side}_nizk_commitment"], record[f"{side}_nizk_response"]), (record["suite"], side)
+        full = record["mode"] == "full"
+        client = yak_btc.premaster(long_term=key(record.get("client_nonce_k")) if full else None,
+                                   ephemeral=key(record["client_ephemeral"]),
+                                   peer_nonce_point=bytes.fromhex(record["server_nonce_point"]),
+                                   peer_ephemeral=bytes.fromhex(record["server_ephemeral_point"]))
+        server = yak_btc.premaster(long_term=key(record["server_nonce_k"]), ephemeral=key(record["server_ephemeral"]),
+                                   peer_nonce_point=bytes.fromhex(record["client_nonce_point"]) if full else None,
+                                   peer_ephemeral=bytes.fromhex(record["client_ephemeral_point"]))
+        assert client.hex() == server.hex() == record["premaster"], record["suite"]
+    assert r"r = v - a\*c (as a\*(n - c) + v) and YAK-BTC's k + x are computed with its secret-key tweak functions" in \
+        flat(section("implementation-status"))
+
+
+def test_key_log_is_described_as_the_code_writes_it(tmp_path, monkeypatch, caplog):
+    text = flat(section("key-log"))
+    line = keylog.keylog_line(bytes(range(32)), bytes(48))
+    assert re.fullmatch(r"CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}\n", line)
+    assert "CLIENT_RANDOM <client_random, hex> <master_secret, hex>" in text
+    # off unless asked: an empty SSLKEYLOGFILE is off
+    monkeypatch.setenv("SSLKEYLOGFILE", "")
+    assert keylog.keylog_path_from_environment() is None
+    assert "Key logging MUST be off unless it is explicitly configured" in text
+    assert "an empty value is off, and python -E ignores it" in text
+    # created 0600 whatever the umask allows, then appended to
+    path = tmp_path / "keys.log"
+    previous = os.umask(0)
+    try:
+        log = keylog.KeyLog(path)
+    finally:
+        os.umask(previous)
+    assert f"created with mode {os.stat(path).st_mode & 0o777:04o}" in text
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    log.write(bytes(range(32)), bytes(48))
+    log.write(bytes(range(32)), bytes(48))
+    assert keylog.parse_keylog(path.read_text()) == {bytes(range(32)): bytes(48)}
+    assert path.read_text().count("CLIENT_RANDOM") == 2
+    # a warning when it is turned on (the Context's keylog_filename setter, on a stand-in)
+    stand_in = SimpleNamespace()
+    with caplog.at_level(logging.WARNING, logger=context.__name__):
+        context.Context.keylog_filename.fset(stand_in, tmp_path / "other.log")
+    assert stand_in._keylog.path == str(tmp_path / "other.log")
+    assert any(r.levelno == logging.WARNING and "KEY LOG" in r.getMessage() for r in caplog.records)
+    assert "Turning it on logs a warning" in text
+
+
 # ---------------------------------------------------------------- (c) the sections the issue requires
 
 REQUIRED_SECTIONS = [
@@ -261,7 +444,7 @@ REQUIRED_SECTIONS = [
     "alerts", "roles", "future-work", "iana", "security", "k-is-the-key", "fs-kci", "privacy", "pinning",
     "depth-vs-reorg", "thin-clients", "no-io", "test-vectors", "negative-cases",
     "resumption", "fallback", "fallback-server", "fallback-client", "resumption-security", "downgrade",
-    "implementation-status",
+    "implementation-status", "key-log",
 ]
 
 
