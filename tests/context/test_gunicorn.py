@@ -34,9 +34,10 @@ from milagro_tls.chain.server import ChainServer
 
 from helpers.contexts import make_context
 from helpers.https import client_context
+from helpers.nodes import LockedNode
 from helpers.pki import make_ca_and_leaf
 
-pytest.importorskip("gunicorn")
+import gunicorn  # noqa: F401,E402  (a test dependency: missing, this module fails, it never skips)
 
 SUITE_PREFIX = {"ecdh": "ECDH-BTC", "yak": "YAK-BTC"}
 
@@ -77,22 +78,6 @@ _context = Context(identity="echo.example", home=_settings["home"], chain=_setti
 ssl_context = _context.gunicorn_ssl_context()
 '''
 
-
-class LockedNode:
-    """The world's node for a ChainServer's handler threads, under the EmbeddedSource's lock."""
-
-    def __init__(self, source) -> None:
-        self._node, self._lock = source.node, source._lock
-
-    def __getattr__(self, name):
-        member = getattr(self._node, name)
-        if not callable(member):
-            return member
-
-        def locked(*args, **kwargs):
-            with self._lock:
-                return member(*args, **kwargs)
-        return locked
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from milagro_tls.capture.recorder import RecordingProxy
 from milagro_tls.ciphersuites.registry import SUITES, SuiteSpec
 
 from helpers.contexts import echo_server, make_context
+from helpers.nodes import LockedNode
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:       # plain `pytest` (not `python -m pytest`) leaves the repo root out
@@ -95,20 +96,3 @@ def capture_http(world, directory: Path, suites: list[SuiteSpec], *, client_iden
     proxy.write_pcap(pcap, server_port=server_port)
     return Capture(pcap, keylog, list(suites), connections, server_port or port)
 
-
-class LockedNode:
-    """The world's node for a ChainServer's handler threads, under the EmbeddedSource's lock
-    (as tests/context/test_gunicorn.py serves it to a child process)."""
-
-    def __init__(self, source) -> None:
-        self._node, self._lock = source.node, source._lock
-
-    def __getattr__(self, name):
-        member = getattr(self._node, name)
-        if not callable(member):
-            return member
-
-        def locked(*args, **kwargs):
-            with self._lock:
-                return member(*args, **kwargs)
-        return locked
