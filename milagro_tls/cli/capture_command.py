@@ -64,7 +64,8 @@ def _keylog_environment(path: Path | None):
 
 def _capture(args) -> int:
     from ..capture.recorder import RecordingProxy
-    from .tls_commands import _split_address, _where
+    from ..echo_server import describe_address
+    from .tls_commands import _split_address
 
     if not args.connect or args.connect == ["--"]:
         print("milagro capture: give the `milagro connect` arguments after --", file=sys.stderr)
@@ -81,8 +82,8 @@ def _capture(args) -> int:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     with proxy:
-        print(f"recording through {_where(proxy.address)} -> {_where((host, port))}")
-        connect.address = _where(proxy.address)
+        print(f"recording through {describe_address(proxy.address)} -> {describe_address((host, port))}")
+        connect.address = describe_address(proxy.address)
         connect.server_name = connect.server_name or host      # the name the user meant, not the proxy's
         with _keylog_environment(args.keylog):
             status = connect.func(connect)
