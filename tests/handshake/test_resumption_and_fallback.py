@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from milagro_tls.ciphersuites.registry import select_suites
 from milagro_tls.handshake import Connection, Role
-from milagro_tls.handshake import ApplicationData, ConnectionClosed, ConnectionFailed, HandshakeComplete
+from milagro_tls.handshake import NEED_DATA, ApplicationData, ConnectionClosed, ConnectionFailed, HandshakeComplete
 from milagro_tls.handshake.session import SessionCache
 
-from helpers.handshake import config, connect, pump, replace
+from helpers.handshake import config, connect, pump
 from helpers.tls_records import alert_record
 from helpers.pki import make_ca_and_leaf
 
@@ -90,6 +90,17 @@ def test_a_session_is_not_resumed_for_another_server_name(world):
     assert isinstance(failure, ConnectionFailed) and failure.error.alert == 42   # bad_certificate
 
 
+def _feed(connection, data: bytes, events: list) -> bool:
+    """Give ``connection`` the peer's bytes and collect its events; True once it has ended."""
+    if data:
+        connection.receive_data(data)
+    while (event := connection.next_event()) is not NEED_DATA:
+        events.append(event)
+        if isinstance(event, (ConnectionFailed, ConnectionClosed)):
+            return True
+    return False
+
+
 def _python_ssl_client(ca_path, hostname="localhost"):
     context = ssl.create_default_context(cafile=str(ca_path))
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -112,13 +123,7 @@ def _drive_python_client(sslobj, incoming, outgoing, server, payload=b"GET / HTT
                 sent = True
         except ssl.SSLWantReadError:
             pass
-        data = outgoing.read()
-        if data:
-            server.receive_data(data)
-        while (event := server.next_event()).__class__.__name__ != "NeedData":
-            events.append(event)
-            if isinstance(event, (ConnectionFailed, ConnectionClosed)):
-                break
+        _feed(server, outgoing.read(), events)
         incoming.write(server.data_to_send())
     return events
 
@@ -189,17 +194,10 @@ def _drive_against_python_server(client, sslobj, incoming, outgoing):
         incoming.write(client.data_to_send())
         try:
             sslobj.do_handshake()
-        except ssl.SSLWantReadError:
+        except ssl.SSLError:            # SSLWantReadError, or OpenSSL refusing us: its alert follows
             pass
-        except ssl.SSLError:
-            pass
-        data = outgoing.read()
-        if data:
-            client.receive_data(data)
-        while (event := client.next_event()).__class__.__name__ != "NeedData":
-            events.append(event)
-            if isinstance(event, (ConnectionFailed, ConnectionClosed)):
-                return events
+        if _feed(client, outgoing.read(), events):
+            return events
     return events
 
 
