@@ -98,6 +98,42 @@ def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: Anchor
                         seal=(locator.txid, seal_vout), warnings=warnings)
 
 
+@dataclass(frozen=True, slots=True)
+class ConfirmedTx:
+    """A transaction proven to sit, witness included, in a block of the caller's best chain."""
+    tx: object                  # embit Transaction
+    raw: bytes
+    txid: bytes                 # wire order
+    block_hash: bytes
+    height: int
+    confirmations: int
+
+
+def verify_tx_in_block(txid: bytes, block_hash: bytes, proof: AnchorProof, headers: VerifiedHeaders, *,
+                       min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> ConfirmedTx:
+    """The SPV half of ``verify_anchor`` for any transaction (root-chain links, batches): the
+    proof's header is ``block_hash`` on our best chain, deep enough, and its txid and wtxid
+    branches lead to that header and to the block's witness commitment. Says nothing about
+    what the transaction means: callers check that."""
+    locator_like = _BlockRef(block_hash)
+    header, height, confirmations = _check_block(locator_like, proof, headers, min_confirmations)
+    try:
+        tx = parse_tx(proof.tx)
+        coinbase = parse_tx(proof.coinbase)
+    except MalformedInput as exc:
+        raise MalformedAnchor(str(exc)) from None
+    if txid_of(tx) != txid:
+        raise ProofMismatch("proof carries a transaction other than the one asked for")
+    _check_merkle(header, proof, tx, coinbase)
+    return ConfirmedTx(tx=tx, raw=proof.tx, txid=txid, block_hash=block_hash, height=height,
+                       confirmations=confirmations)
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockRef:
+    block_hash: bytes
+
+
 def recheck_verified(identity: PeerIdentity, headers: VerifiedHeaders, *,
                      min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> PeerIdentity:
     """An identity verified earlier from the same staple, against today's header chain.
