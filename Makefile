@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean system-packages
 
-# Real peers the tests start themselves (the interop harness runs the openssl binary; the
-# Wireshark tests run tshark on captures of our connections).
-SYSTEM_PACKAGES := openssl:openssl tshark:tshark
+# Real peers the tests start themselves: the interop harness runs the openssl binary, the
+# Wireshark tests run tshark on captures of our connections, the roles' tests start PostgreSQL
+# and drive Debian's Chromium (nothing downloads a browser), the OIDC interop runs node.
+SYSTEM_PACKAGES := openssl:openssl tshark:tshark pg_ctlcluster:postgresql chromium:chromium \
+	chromedriver:chromium-driver npm:npm
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
