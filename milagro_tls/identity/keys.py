@@ -7,6 +7,9 @@
   key-agreement key) is as secret as the key itself.
 * The **fee key** pays fees. The identity key only ever holds the one UTXO that
   its anchor spends and the seal output.
+* The **chain key** (optional, named by the certificate's ``root_chains``) locks the
+  anchor-chain outputs and signs only input 0 of root transactions this package built
+  (identity.rootchain): whoever holds it can anchor roots in the party's name.
 
 Key files hold 32 raw bytes as hex, created with mode 0600 and never overwritten.
 """
@@ -119,3 +122,12 @@ class IdentityKey(_Key):
     def nonce_key(self, r: int, s: int, sighash: bytes) -> coincurve.PrivateKey:
         """k from this key's published ECDSA signature (r, s) over ``sighash``."""
         return ecdsa_owner_nonce(self._private, r, s, sighash)
+
+
+class ChainKey(_Key):
+    """Locks a party's anchor-chain outputs. See the module docstring for what it may sign."""
+
+    # The root-chain builder (identity.rootchain) is the only caller: it computes the sighash
+    # of the chain input of a root transaction it built itself.
+    def _sign_own_chain_input(self, sighash: bytes) -> bytes:
+        return self._sign_sighash(sighash)
