@@ -55,7 +55,9 @@ class PeerIdentity:
     height: int
     confirmations: int
     block_hash: bytes
-    seal: tuple[bytes, int]     # (txid wire order, vout): spending it revokes the identity
+    #: (txid wire order, vout): spending it revokes the identity. None for a batch-anchored
+    #: PAT (kind 2), which has no output of its own.
+    seal: tuple[bytes, int] | None
     warnings: tuple[str, ...] = ()
 
     @property
@@ -66,11 +68,14 @@ class PeerIdentity:
 def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: AnchorProof,
                   headers: VerifiedHeaders, *,
                   min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> PeerIdentity:
-    """Return the verified identity or raise a VerificationError subclass naming the failure."""
-    if locator.kind != LocatorKind.P2WPKH:
+    """Return the verified identity or raise a VerificationError subclass naming the failure.
+
+    Kind 1 (p2wpkh) is checked here; kind 2 (taproot-batch) by chain.batchverify."""
+    if locator.kind not in (LocatorKind.P2WPKH, LocatorKind.TAPROOT_BATCH):
         raise MalformedAnchor(f"locator kind {locator.kind.label} is not verifiable by this version")
-    if certificate.network != locator.network.label or locator.network != headers.network:
-        raise MalformedAnchor("certificate, locator and header chain name different networks")
+    _check_networks(locator, certificate, headers)
+    if locator.kind == LocatorKind.TAPROOT_BATCH:
+        return _verify_batch_anchor(locator, certificate, proof, headers, min_confirmations)
 
     header, height, confirmations = _check_block(locator, proof, headers, min_confirmations)
     try:
@@ -89,13 +94,35 @@ def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: Anchor
         raise MalformedAnchor("anchor has no seal output to the identity key")
     log.debug("anchor %s:%d verified at height %d (%d confirmations)",
               locator.txid_hex, locator.input_index, height, confirmations)
-    warnings = ()
-    if locator.network == Network.SIGNET:
-        log.warning("%s (anchor %s)", SIGNET_WARNING, locator.txid_hex)
-        warnings = (SIGNET_WARNING,)
     return PeerIdentity(certificate=certificate, locator=locator, nonce_point=nonce_point,
                         height=height, confirmations=confirmations, block_hash=locator.block_hash,
-                        seal=(locator.txid, seal_vout), warnings=warnings)
+                        seal=(locator.txid, seal_vout), warnings=_network_warnings(locator))
+
+
+def _check_networks(locator: Locator, certificate: BirthCertificate, headers: VerifiedHeaders) -> None:
+    if certificate.network != locator.network.label or locator.network != headers.network:
+        raise MalformedAnchor("certificate, locator and header chain name different networks")
+
+
+def _network_warnings(locator: Locator) -> tuple[str, ...]:
+    if locator.network == Network.SIGNET:
+        log.warning("%s (anchor %s)", SIGNET_WARNING, locator.txid_hex)
+        return (SIGNET_WARNING,)
+    return ()
+
+
+def _verify_batch_anchor(locator: Locator, certificate: BirthCertificate, proof: AnchorProof,
+                         headers: VerifiedHeaders, min_confirmations: int) -> PeerIdentity:
+    # Imported here: batchverify builds on verify_tx_in_block below.
+    from .batchverify import verify_batch_slot
+
+    slot = verify_batch_slot(locator, certificate, proof, headers, min_confirmations=min_confirmations)
+    log.debug("batch slot %s:%d/%d verified at height %d (%d confirmations)", locator.txid_hex,
+              locator.input_index, slot.position, slot.confirmed.height, slot.confirmed.confirmations)
+    # No seal: a batch-anchored PAT is revoked through its TBS's revocation list, not by a spend.
+    return PeerIdentity(certificate=certificate, locator=locator, nonce_point=slot.nonce_point,
+                        height=slot.confirmed.height, confirmations=slot.confirmed.confirmations,
+                        block_hash=locator.block_hash, seal=None, warnings=_network_warnings(locator))
 
 
 @dataclass(frozen=True, slots=True)

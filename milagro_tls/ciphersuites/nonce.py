@@ -107,6 +107,10 @@ def schnorr_owner_nonce(private_key: coincurve.PrivateKey, signature: bytes, mes
     """k = s − e·d′ (BIP340), without negating d in Python.
 
     With P = d·G: if P has even y, d′ = d and k = s + (n − e)·d; otherwise d′ = −d and k = s + e·d.
+    e and s are public; d and k exist only inside libsecp256k1 (coincurve's seckey tweaks).
+
+    :raises InvalidNonceInput: the signature is not this key's over ``message`` (then k·G would
+        not be lift_x(sig[0:32]), and a handshake with that k would fail far from the cause).
     """
     if len(signature) != 64 or len(message) != 32:
         raise InvalidNonceInput("signature is 64 bytes and message 32")
@@ -116,4 +120,12 @@ def schnorr_owner_nonce(private_key: coincurve.PrivateKey, signature: bytes, mes
     public = private_key.public_key.format(compressed=True)
     e = int.from_bytes(tagged_hash("BIP0340/challenge", signature[:32] + public[1:] + message), "big") % N
     factor = N - e if public[0] == 0x02 else e
-    return private_key.multiply(_scalar32(factor)).add(_scalar32(s))
+    try:
+        nonce = private_key.multiply(_scalar32(factor))
+        if s:
+            nonce = nonce.add(_scalar32(s))
+    except ValueError:          # e = 0 or k = 0: not a valid signature of this key
+        raise InvalidNonceInput("signature yields no nonce for this key") from None
+    if nonce.public_key.format(compressed=True) != schnorr_nonce_point(signature):
+        raise InvalidNonceInput("signature is not this key's BIP340 signature over the message")
+    return nonce

@@ -10,9 +10,16 @@ Binary form (it goes on the wire in the TLS locator extension), all integers big
     block     32     hash of the block that confirmed it, wire order (a node without
                      -txindex needs it to find the transaction)
     body_len  u16    length of the kind-specific body
-    body      ...    empty for p2wpkh
+    body      ...    empty for p2wpkh; for taproot-batch:
 
-The JSON form uses display-order hex for txid and block hash, as explorers do.
+        position  u16    the PAT's place among the leaf's PAT keys (0-based); its signature
+                         is witness item N-1-position of input ``input``
+        path      ...    the certificate digest's inclusion proof in the batch root, as
+                         milagro_tls.merkle.InclusionProof.encode() writes it:
+                         u32 index ‖ u32 size ‖ u8 count ‖ count × 32-byte hashes
+
+The JSON form uses display-order hex for txid and block hash, as explorers do (the body stays
+one hex string, for every kind).
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from typing import Any
 from ..chain.hashes import from_display_hex, to_display_hex
 from ..chain.network import Network
 from ..errors import MalformedInput
+from ..merkle import InclusionProof, MerkleProofError
 
 VERSION = 1
 _FIXED = struct.Struct(">BBB32sH32sH")
@@ -34,7 +42,7 @@ MAX_BODY = 2048
 class LocatorKind(enum.IntEnum):
     #: A P2WPKH input signed with ECDSA by the identity key (the single anchor).
     P2WPKH = 1
-    #: A slot in a taproot batch (BIP340 signature); reserved for the batch-anchoring issue.
+    #: A slot in a taproot batch: a BIP340 signature in a script-path spend (chain.batchverify).
     TAPROOT_BATCH = 2
 
     @property
@@ -50,7 +58,34 @@ class LocatorKind(enum.IntEnum):
 
 
 #: Kinds whose body this version of the code understands.
-_SUPPORTED_KINDS = {LocatorKind.P2WPKH}
+_SUPPORTED_KINDS = {LocatorKind.P2WPKH, LocatorKind.TAPROOT_BATCH}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSlotRef:
+    """The body of a taproot-batch locator: the PAT's position in the leaf and the inclusion
+    proof of its certificate digest in the batch's type-0x02 root."""
+    position: int
+    proof: InclusionProof
+
+    def __post_init__(self) -> None:
+        if type(self.position) is not int or not 0 <= self.position <= 0xFFFF:
+            raise MalformedInput("batch position out of range")
+        if not isinstance(self.proof, InclusionProof):
+            raise MalformedInput("a batch slot needs an InclusionProof")
+
+    def encode(self) -> bytes:
+        return self.position.to_bytes(2, "big") + self.proof.encode()
+
+    @classmethod
+    def decode(cls, body: bytes) -> "BatchSlotRef":
+        if len(body) < 2:
+            raise MalformedInput("taproot-batch locator body truncated")
+        try:
+            proof = InclusionProof.decode(body[2:])
+        except MerkleProofError as exc:
+            raise MalformedInput(f"taproot-batch locator path: {exc}") from None
+        return cls(int.from_bytes(body[:2], "big"), proof)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +107,21 @@ class Locator:
             raise MalformedInput("a p2wpkh locator has no body")
         if len(self.body) > MAX_BODY:
             raise MalformedInput("locator body too long")
+        if self.kind == LocatorKind.TAPROOT_BATCH:
+            BatchSlotRef.decode(self.body)         # refuse a body that is not exactly one slot
+
+    @classmethod
+    def taproot_batch(cls, *, network: Network, txid: bytes, input_index: int, block_hash: bytes,
+                      position: int, proof: InclusionProof) -> "Locator":
+        return cls(network=network, kind=LocatorKind.TAPROOT_BATCH, txid=txid, input_index=input_index,
+                   block_hash=block_hash, body=BatchSlotRef(position, proof).encode())
+
+    @property
+    def batch_slot(self) -> BatchSlotRef:
+        """The parsed body of a taproot-batch locator."""
+        if self.kind != LocatorKind.TAPROOT_BATCH:
+            raise MalformedInput(f"a {self.kind.label} locator has no batch slot")
+        return BatchSlotRef.decode(self.body)
 
     def encode(self) -> bytes:
         return _FIXED.pack(self.version, self.network, self.kind, self.txid, self.input_index,
