@@ -17,7 +17,9 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+
+from embit.transaction import Transaction
 
 from ..chain.errors import SourceError, TxNotFound, TxRejected
 from ..chain.network import Network
@@ -168,15 +170,17 @@ class AnchoringWallet:
         return rate
 
     # --- paying ----------------------------------------------------------------------------
-    def _select(self, amount: int, payment_scripts: list[bytes], rate: float) -> tuple[list[UnspentOutput], int]:
-        """Confirmed coins first (largest first), then unconfirmed ones, until amount + fee is covered."""
+    def _select(self, amount: int, payment_scripts: list[bytes], rate: float,
+                foreign_inputs: int = 0) -> tuple[list[UnspentOutput], int]:
+        """Confirmed coins first (largest first), then unconfirmed ones, until amount + fee is covered
+        (``foreign_inputs``: P2WPKH inputs of other keys the transaction also has, for its size)."""
         chosen: list[UnspentOutput] = []
         total = 0
-        fee = fee_key_spend_fee(1, payment_scripts, rate)
+        fee = fee_key_spend_fee(1 + foreign_inputs, payment_scripts, rate)
         for coin in sorted(self.coins(), key=lambda u: (u.height is None, -u.value)):
             chosen.append(coin)
             total += coin.value
-            fee = fee_key_spend_fee(len(chosen), payment_scripts, rate)
+            fee = fee_key_spend_fee(len(chosen) + foreign_inputs, payment_scripts, rate)
             if total >= amount + fee:
                 return chosen, fee
         raise InsufficientFunds(self.address(), amount + fee - total, amount + fee, total)
@@ -222,6 +226,40 @@ class AnchoringWallet:
         if broadcast:   # before the send, its change is not listed yet: a caller checks after sending
             self.check_low_balance()
         return built
+
+    def spend_with(self, foreign: Sequence[UnspentOutput], payments: Sequence[tuple[int, bytes]],
+                   sign_foreign: Callable[[Transaction], None], *, fee_rate: float | None = None,
+                   label: str = "spend", before_record: Callable[[BuiltTx], None] | None = None,
+                   broadcast: bool = True) -> BuiltTx:
+        """A transaction whose first inputs are ``foreign`` P2WPKH outputs of another key (an
+        anchor-chain output), paying ``payments`` in order, with the fee and the rest of the
+        value from the fee key's coins and change to the fee key (last output).
+
+        ``sign_foreign(tx)`` sets the foreign inputs' witnesses (SIGHASH_ALL) on the complete
+        transaction. As in ``fund``: coins are selected, the transaction recorded and sent
+        under the record lock, and ``before_record`` runs before it is recorded, so a caller
+        can make its own state durable first (a crash then leaves it for a re-send).
+        """
+        if not foreign:
+            raise WalletError("spend_with needs at least one foreign input; use fund otherwise")
+        rate = self._rate(fee_rate)
+        scripts = [script for _, script in payments]
+        # Foreign value counts towards the payments: a chain output is spent and paid on.
+        amount = sum(value for value, _ in payments) - sum(coin.value for coin in foreign)
+        with self._record.lock():
+            chosen, fee = self._select(amount, scripts, rate, foreign_inputs=len(foreign))
+            built = build_fee_key_spend(self._key, chosen, list(payments), fee, foreign=foreign,
+                                        sign_foreign=sign_foreign)
+            if before_record is not None:
+                before_record(built)
+            self._remember(built, sum(c.value for c in chosen) + sum(c.value for c in foreign), label)
+            if broadcast:
+                self._send(built.txid)
+        return built
+
+    def recorded(self, txid: bytes) -> SentTx | None:
+        """The record of a transaction this wallet sent or tracks, or None."""
+        return next((e for e in self._record.load() if e.txid == txid), None)
 
     def track(self, built: BuiltTx, *, spent_value: int, label: str) -> SentTx:
         """Record a transaction built elsewhere that pays change to the fee key (an anchor):
