@@ -7,6 +7,7 @@ Every poll's answer is kept in :attr:`DeviceClient.polls` for the test to look a
 """
 from __future__ import annotations
 
+import ssl
 import time
 
 import httpx
@@ -23,7 +24,8 @@ class DeviceGrantError(AssertionError):
 class DeviceClient:
     def __init__(self, metadata: dict, client_id: str, client_secret: str, ca_file: str) -> None:
         self.metadata = metadata
-        self.http = httpx.Client(verify=ca_file, auth=(client_id, client_secret), timeout=30)
+        self.http = httpx.Client(verify=ssl.create_default_context(cafile=ca_file),
+                                 auth=(client_id, client_secret), timeout=30)
         self.polls: list[tuple[int, dict]] = []
 
     def close(self) -> None:

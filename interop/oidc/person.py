@@ -11,6 +11,7 @@ fetched (nothing listens there).
 """
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin
@@ -60,7 +61,8 @@ class Person:
 
     def __init__(self, username: str, password: str, ca_file: str, timeout: float = 30) -> None:
         self.username, self.password = username, password
-        self.http = httpx.Client(verify=ca_file, follow_redirects=False, timeout=timeout)
+        self.http = httpx.Client(verify=ssl.create_default_context(cafile=ca_file),
+                                 follow_redirects=False, timeout=timeout)
         self.trail: list[tuple[str, str, int]] = []  # (method, url, status) of every request
 
     def close(self) -> None:
