@@ -192,6 +192,17 @@ def claim(connection: Connection, statement: Select, *, of=None) -> list[Row]:
     return list(connection.execute(statement.with_for_update(skip_locked=True, of=of)))
 
 
+def insert_or_ignore(connection: Connection, table: Table, values: dict) -> bool:
+    """INSERT a row unless one with the same key exists (ON CONFLICT DO NOTHING on both
+    backends); True if this call inserted it."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    result = connection.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+    return result.rowcount == 1
+
+
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     database = parsed.database
