@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     wallet_commands.register(sub)
     tls_commands.register(sub)
     capture_command.register(sub)
+    from ..roles.idp import cli as idp_cli
+    idp_cli.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -69,3 +69,22 @@ def device_client(idp_config):
         "client_name": "Thermostat", "token_endpoint_auth_method": "none",
         "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]})
     return client
+
+
+@pytest.fixture(scope="module")
+def idp_server(world, tmp_path_factory):
+    """``milagro idp serve`` (gunicorn, one worker) on a free port against the world's chain,
+    open registration, user alice / "correct horse". Yields an IdPProcess: .issuer, .port,
+    .ca_file (the fallback certificate, the CA standard clients trust), .home,
+    .registration_token (None: open), .stop()."""
+    from .served import ServedChain, start_idp
+
+    chain = ServedChain(world)
+    try:
+        server = start_idp(tmp_path_factory.mktemp("idp-home"), chain.chain_dir)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        chain.close()

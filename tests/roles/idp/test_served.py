@@ -1,0 +1,70 @@
+"""The IdP as deployed: ``milagro idp serve`` under gunicorn, over real HTTPS on one port.
+Standard clients (httpx trusting the fallback certificate) and a milagro-tls client (httpx over
+a Context pinning the IdP's anchor) reach the same issuer."""
+from __future__ import annotations
+
+import ssl
+
+import httpx
+
+from .flows import REDIRECT_URI, authorize, authorize_params, exchange, location, pkce_pair, query_of
+
+
+def standard_client(idp_server) -> httpx.Client:
+    return httpx.Client(base_url=idp_server.issuer, verify=ssl.create_default_context(cafile=idp_server.ca_file),
+                        follow_redirects=False, timeout=30)
+
+
+def test_code_flow_over_https_with_userinfo_get_and_post(idp_server):
+    with standard_client(idp_server) as http:
+        doc = http.get("/.well-known/openid-configuration").json()
+        assert doc["issuer"] == idp_server.issuer and doc["token_endpoint"] == idp_server.issuer + "/token"
+        registered = http.post("/register", json={"client_name": "HTTPS App", "redirect_uris": [REDIRECT_URI]})
+        assert registered.status_code == 201, registered.text
+        client = registered.json()
+        verifier, challenge = pkce_pair()
+        response = authorize(http, authorize_params(client["client_id"], challenge))
+        assert response.status_code == 302 and location(response).startswith(REDIRECT_URI), response.text
+        tokens = exchange(http, query_of(location(response))["code"], verifier, client["client_id"],
+                          client["client_secret"])
+        assert tokens.status_code == 200, tokens.text
+        access = tokens.json()["access_token"]
+        by_header = http.get("/userinfo", headers={"Authorization": f"Bearer {access}"})
+        by_body = http.post("/userinfo", data={"access_token": access})
+        assert by_header.status_code == by_body.status_code == 200
+        assert by_header.json() == by_body.json() and by_header.json()["preferred_username"] == "alice"
+        receipts = http.get("/milagro/receipts").json()
+        assert receipts and receipts[-1]["issuer"] == idp_server.issuer and len(receipts[-1]["salt"]) == 64
+
+
+def test_webfinger_and_jwks_over_https(idp_server):
+    with standard_client(idp_server) as http:
+        host = idp_server.issuer.removeprefix("https://")
+        finger = http.get("/.well-known/webfinger", params={"resource": f"acct:alice@{host}"})
+        assert finger.status_code == 200 and finger.json()["links"][0]["href"] == idp_server.issuer
+        keys = http.get("/jwks").json()["keys"]
+        assert {key["alg"] for key in keys} == {"RS256", "ES256"}
+
+
+def test_a_milagro_tls_client_gets_discovery_over_a_bitcoin_suite_on_the_same_port(idp_server, world):
+    from milagro_tls.context import Context
+    from milagro_tls.identity.party import Party
+    from milagro_tls.trust import TrustEntry, TrustStore
+
+    party = Party.load(idp_server.home, "idp")
+    entry = TrustEntry.from_json({**party.trust_entry(), "name": "idp.pinned"})
+    with Context(trust=TrustStore([entry]), chain=world.source, headers=":memory:") as context:
+        with httpx.Client(verify=context, timeout=30) as http:
+            with http.stream("GET", idp_server.issuer + "/.well-known/openid-configuration",
+                             extensions={"sni_hostname": "idp.pinned"}) as response:
+                tls = response.extensions["network_stream"].get_extra_info("socket")     # the MilagroSocket
+                cipher, peer = tls.cipher(), tls.getpeercert()
+                response.read()
+    assert response.status_code == 200
+    doc = response.json()
+    assert cipher[0].startswith(("ECDH-BTC", "YAK-BTC"))
+    assert peer["name"] == "idp.pinned" and peer["locator"] == party.locator.to_json()   # verified from the chain
+    assert doc["issuer"] == idp_server.issuer
+    assert doc["milagro_pubkey"] == party.key.public_key.hex()
+    assert doc["milagro_birth_certificate_sha256"] == party.certificate.digest().hex()
+    assert doc["milagro_locator"] == party.locator.to_json()
