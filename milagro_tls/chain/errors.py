@@ -21,7 +21,10 @@
           ├── BadSignature
           ├── WrongKey
           ├── MalformedAnchor
-          └── UnknownMarkerType
+          ├── UnknownMarkerType
+          └── RootChainError         a root-chain link does not prove the root (chain.rootchain)
+               ├── RootNotInChain    the root is not in the party's verified chain
+               └── NoRootChain       the certificate names no chain of that type
 """
 from __future__ import annotations
 
@@ -142,3 +145,16 @@ class MalformedAnchor(VerificationError):
 
 class UnknownMarkerType(VerificationError):
     pass
+
+
+class RootChainError(VerificationError):
+    """A link of a party's anchor chain does not verify, or the walk cannot answer."""
+
+
+class RootNotInChain(RootChainError):
+    """The root is not in any verified, confirmed link of the chain (a stranger's anchor of
+    the same root, a pending link, or a root never anchored)."""
+
+
+class NoRootChain(RootChainError):
+    """The birth certificate names no anchor chain of the asked type."""
