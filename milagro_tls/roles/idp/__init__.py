@@ -11,4 +11,7 @@
     service   the IdP built from a role home (identity, fallback certificate, activity log)
     wsgi      the gunicorn worker's app factory (settings from the environment)
     cli       ``milagro idp serve`` and ``milagro idp user add``
+
+Each login appends a private receipt leaf to the role's activity log (roles.activitylog); the
+person sees their receipts at /milagro/receipts.
 """

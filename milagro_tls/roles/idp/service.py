@@ -7,9 +7,13 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ...chain.spec import open_source
+from ...identity.rootchain import RootAnchorer
+from ..activitylog import ActivityLog, PeriodicJobs
+from ..canary import CanaryKeeper
 from ..home import RoleHome
+from ..wellknown import wellknown_blueprint
 from . import tables
-from .activity import AuthenticationRecorder
 from .app import create_app
 from .config import TOKEN_LIFETIME, IdPConfig
 from .keys import KeyRing
@@ -65,25 +69,36 @@ def prepare(settings: IdPSettings, source) -> tuple[RoleHome, object]:
 
 
 def worker_app(**kwargs):
-    """The gunicorn worker's app factory (ServeConfig.app): called after the fork."""
+    """The gunicorn worker's app factory (ServeConfig.app): called after the fork, so the
+    store connection, the chain source and the background job are this worker's own."""
     settings = IdPSettings(**kwargs)
     home = RoleHome(settings.home, ROLE, settings.name)
     party = home.party()
     store = home.open_store(settings.db)
     tables.migrate(store)
     keys = KeyRing(keys_dir(settings.home), token_lifetime=settings.token_lifetime).ensure()
-    recorder = AuthenticationRecorder(settings.issuer, period_of=lambda now: int(now // settings.period),
-                                      append=None)
-    blueprints = ()
-    try:
-        from ..wellknown import blueprint as wellknown_blueprint           # helper C's, when present
-        blueprints = (wellknown_blueprint(party),)
-    except ImportError:
-        pass
+    source = open_source(settings.chain)
+    # Every worker closes due periods; the log's claims let exactly one anchor each root.
+    log_ = ActivityLog(store, settings.period, RootAnchorer(home.path, settings.name, source))
+    canary = CanaryKeeper(store, party.key, settings.issuer, log_)
+    jobs = PeriodicJobs(log_, canary=canary).start()
+
+    def record_authentication(sub: str) -> dict:
+        return log_.append_receipt(sub).to_json(settings.issuer)
+
     config = IdPConfig(issuer=settings.issuer, store=store, keys=keys, secret_key=home.secret("idp-session"),
                        registration_token=settings.registration_token, milagro=milagro_metadata(settings.issuer, party),
-                       record_authentication=recorder, blueprints=blueprints,
+                       record_authentication=record_authentication,
+                       blueprints=(wellknown_blueprint(party, canary=canary, log=log_),),
                        token_lifetime=settings.token_lifetime)
     app = create_app(config)
-    app.milagro_shutdown = store.close
+
+    def shutdown() -> None:
+        jobs.stop()
+        store.close()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+    app.milagro_shutdown = shutdown
     return app

@@ -68,3 +68,58 @@ def test_a_milagro_tls_client_gets_discovery_over_a_bitcoin_suite_on_the_same_po
     assert doc["milagro_pubkey"] == party.key.public_key.hex()
     assert doc["milagro_birth_certificate_sha256"] == party.certificate.digest().hex()
     assert doc["milagro_locator"] == party.locator.to_json()
+
+
+def test_a_login_receipt_is_anchored_and_its_inclusion_verifies_against_the_chain(world, tmp_path):
+    """A separate IdP with 2-second log periods: log in, wait for the period's root to be
+    anchored (a type-0x03 link of the IdP's chain), mine it, and verify the receipt's inclusion
+    against headers alone."""
+    import time
+
+    from milagro_tls.chain.verify import resolve_anchor
+    from milagro_tls.identity.party import Party
+    from milagro_tls.roles.activitylog import receipt_leaf, verify_log_inclusion
+
+    from .flows import login
+    from .served import ServedChain, start_idp
+
+    chain = ServedChain(world)
+    try:
+        idp = start_idp(tmp_path / "idp", chain.chain_dir, extra=("--period", "2"))
+        try:
+            with standard_client(idp) as http:
+                assert login(http).status_code == 302
+                receipt = http.get("/milagro/receipts").json()[-1]
+                sub = query_sub(http, idp)
+                leaf = bytes.fromhex(receipt["leaf"])
+                assert receipt_leaf(bytes.fromhex(receipt["salt"]), sub, receipt["period"]) == leaf
+                deadline = time.monotonic() + 60
+                while True:
+                    found = http.get("/.well-known/milagro/activity-log/inclusion", params={"leaf": leaf.hex()})
+                    if found.status_code == 200:
+                        break
+                    assert found.status_code == 409, found.text               # not anchored yet
+                    assert time.monotonic() < deadline, idp.log()[-3000:]
+                    world.source.mine(1)
+                    time.sleep(0.5)
+                doc = found.json()
+        finally:
+            idp.stop()
+    finally:
+        chain.close()
+    world.source.mine(1)
+    party = Party.load(tmp_path / "idp", "idp")
+    headers = world.headers()
+    identity, proof = resolve_anchor(party.locator, party.certificate, world.source, headers)
+    verified = verify_log_inclusion(doc, leaf, identity, proof.tx, world.source, headers)
+    assert verified.period == receipt["period"]
+
+
+def query_sub(http, idp) -> str:
+    """alice's sub, through a public client's code flow (the receipt names the sub)."""
+    client = http.post("/register", json={"redirect_uris": [REDIRECT_URI],
+                                          "token_endpoint_auth_method": "none"}).json()
+    verifier, challenge = pkce_pair()
+    response = authorize(http, authorize_params(client["client_id"], challenge))
+    tokens = exchange(http, query_of(location(response))["code"], verifier, client["client_id"], None).json()
+    return http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()["sub"]
