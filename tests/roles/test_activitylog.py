@@ -203,3 +203,36 @@ def test_a_closed_period_takes_no_more_leaves_and_a_stale_claim_is_retried(store
     closed = retry.close_due(now=BASE + PERIOD + 31)
     assert [c.period for c in closed] == [P] and working.calls == [MerkleTree([leaf(1)]).root]
     assert retry.period(P)["size"] == 1 and retry.period(P + 1)["size"] == 1
+
+
+def test_each_worker_background_job_signs_the_canary_and_closes_periods(tmp_path, role):
+    from milagro_tls.roles.activitylog import PeriodicJobs
+    from milagro_tls.roles.canary import CanaryKeeper
+
+    home, party, identity, birth_tx = role
+    now = [BASE + 1.0]
+    anchorer = CountingAnchorer(delay=0)
+    log = ActivityLog(open_store(None, tmp_path), PERIOD, anchorer, clock=lambda: now[0])
+    keeper = CanaryKeeper(log.store, party.key, party.name, log, clock=lambda: now[0])
+    jobs = PeriodicJobs(log, canary=keeper, interval=0.02).start()
+    try:
+        deadline = time.monotonic() + 10
+        while log.period(P) is None:
+            assert time.monotonic() < deadline, "no canary was signed"
+            time.sleep(0.02)
+        now[0] = BASE + PERIOD + 1.0                  # the period ends: P is anchored, P+1 gets its canary
+        while len(anchorer.calls) < 1 or log.period(P + 1) is None:
+            assert time.monotonic() < deadline, "period P was not closed"
+            time.sleep(0.02)
+    finally:
+        jobs.stop()
+    assert log.period(P)["state"] == "anchored" and log.period(P)["size"] == 1
+    assert keeper.latest().period == P + 1
+    assert anchorer.calls == [MerkleTree([log_leaf(log, P)]).root]       # P's one leaf: its canary
+
+
+def log_leaf(log, period):
+    from milagro_tls.roles.activitylog import leaves
+    from sqlalchemy import select
+    with log.store.read() as connection:
+        return connection.execute(select(leaves.c.leaf).where(leaves.c.period == period)).scalar_one()
