@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import struct
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -154,6 +155,20 @@ def test_person_completes_code_flow_in_chromium(idp_server, chromium, callback_s
     assert client["client_id"] in (audience if isinstance(audience, list) else [audience])
     info = rp.userinfo(tokens.raw["access_token"])
     assert info["sub"] == tokens.claims["sub"] and info["preferred_username"] == USER
+
+    # The person's receipts for the activity log (same browser session): each leaf is
+    # SHA256(salt || u16be(len sub) || sub || u64be(period)) of this person's sub, recomputed
+    # here with hashlib alone.
+    response = page.goto(idp_server.issuer + "/milagro/receipts")
+    assert response.status == 200
+    receipts = response.json()
+    assert receipts and len({r["salt"] for r in receipts}) == len(receipts)
+    sub = tokens.claims["sub"].encode()
+    for receipt in receipts:
+        assert receipt["issuer"] == idp_server.issuer
+        leaf = hashlib.sha256(bytes.fromhex(receipt["salt"]) + struct.pack(">H", len(sub)) + sub
+                              + struct.pack(">Q", receipt["period"])).hexdigest()
+        assert receipt["leaf"] == leaf
 
 
 def test_person_approves_device_code_in_chromium(idp_server, chromium, rp):
