@@ -210,3 +210,31 @@ def test_a_refresh_token_is_used_once(browser, confidential_client):
     assert renewed.status_code == 200 and renewed.get_json()["access_token"] != first["access_token"]
     again = browser.post("/token", data=data, auth=(client.client_id, secret))
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+
+
+def test_each_login_appends_a_private_receipt_to_the_activity_log(tmp_path):
+    from milagro_tls.roles.activitylog import ActivityLog, receipt_leaf
+    from milagro_tls.roles.idp.app import create_app
+    from milagro_tls.roles.idp.users import add_user
+
+    from .conftest import make_config
+    from .flows import login
+
+    config = make_config(tmp_path)
+    log = ActivityLog(config.store, 60, None)
+    config.record_authentication = lambda sub: log.append_receipt(sub).to_json(ISSUER)
+    alice = add_user(config.store, "alice", "correct horse")
+    browser = create_app(config).test_client()
+    browser.environ_base["wsgi.url_scheme"] = "https"
+    login(browser)
+    login(browser)
+    receipts = browser.get("/milagro/receipts").get_json()
+    assert len(receipts) == 2 and receipts[0]["salt"] != receipts[1]["salt"]
+    for receipt in receipts:
+        leaf = bytes.fromhex(receipt["leaf"])
+        assert receipt_leaf(bytes.fromhex(receipt["salt"]), alice.sub, receipt["period"]) == leaf
+        assert receipt["issuer"] == ISSUER
+    with config.store.read() as connection:
+        logged = {row[0] for row in connection.exec_driver_sql("SELECT leaf FROM activity_leaves")}
+    assert {bytes.fromhex(r["leaf"]) for r in receipts} <= logged
+    config.store.close()

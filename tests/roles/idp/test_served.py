@@ -123,3 +123,36 @@ def query_sub(http, idp) -> str:
     response = authorize(http, authorize_params(client["client_id"], challenge))
     tokens = exchange(http, query_of(location(response))["code"], verifier, client["client_id"], None).json()
     return http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()["sub"]
+
+
+def test_two_workers_share_one_postgresql(world, tmp_path, postgres_database):
+    """Two gunicorn workers over one PostgreSQL: codes, tokens, sessions' users and device
+    codes written by one worker are read by the other (each request on a new connection,
+    spread over the workers by the kernel)."""
+    from .served import ServedChain, start_idp
+
+    chain = ServedChain(world)
+    try:
+        idp = start_idp(tmp_path / "idp", chain.chain_dir, db=postgres_database, workers=2)
+        try:
+            assert idp.announced["workers"] == 2
+            context = ssl.create_default_context(cafile=idp.ca_file)
+            with httpx.Client(base_url=idp.issuer, verify=context, timeout=30) as setup:
+                client = setup.post("/register", json={"redirect_uris": [REDIRECT_URI]}).json()
+            for _ in range(3):
+                # No keep-alive: every request may land on either worker.
+                limits = httpx.Limits(max_keepalive_connections=0)
+                with httpx.Client(base_url=idp.issuer, verify=context, timeout=30, limits=limits) as http:
+                    verifier, challenge = pkce_pair()
+                    response = authorize(http, authorize_params(client["client_id"], challenge))
+                    assert response.status_code == 302, response.text
+                    tokens = exchange(http, query_of(location(response))["code"], verifier, client["client_id"],
+                                      client["client_secret"])
+                    assert tokens.status_code == 200, tokens.text
+                    info = http.get("/userinfo", headers={"Authorization": f"Bearer {tokens.json()['access_token']}"})
+                    assert info.json()["preferred_username"] == "alice"
+        finally:
+            idp.stop()
+    finally:
+        chain.close()
+    assert "Booting worker" in idp.log() and idp.log().count("Booting worker") >= 2
