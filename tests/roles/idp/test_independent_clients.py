@@ -237,8 +237,8 @@ def test_plain_rfc8628_device_client(idp_server, python_rp, person):
     try:
         device = thing.start("openid profile")
         assert device["interval"] >= 1 and device["expires_in"] > 0
-        assert thing.poll_once(device["device_code"]) == (400, {
-            "error": "authorization_pending", **_description(thing.polls[-1][1])})
+        status, body = thing.poll_once(device["device_code"])
+        assert (status, body["error"]) == (400, "authorization_pending")
         person.approve_device(device["verification_uri_complete"])
         tokens = thing.poll(device, timeout=60)
     finally:
@@ -248,7 +248,3 @@ def test_plain_rfc8628_device_client(idp_server, python_rp, person):
     assert python_rp.userinfo(tokens["access_token"])["sub"] == claims["sub"]
     assert [status for status, _ in thing.polls] == [400, 200]
 
-
-def _description(body: dict) -> dict:
-    """The optional error_description, whatever its wording."""
-    return {"error_description": body["error_description"]} if "error_description" in body else {}
