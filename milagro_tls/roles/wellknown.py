@@ -18,7 +18,7 @@ import json
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import httpx
 from flask import Blueprint, Response, jsonify, request

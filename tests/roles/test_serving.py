@@ -4,16 +4,10 @@ line on stdout, a graceful SIGTERM; and the chain server a regtest directory nee
 started (and stopped with the role, SIGKILL included)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
-import ssl
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +21,7 @@ from milagro_tls.roles.serving import ServeConfig, ServingError, chain_service, 
 
 from helpers.contexts import make_context
 from helpers.nodes import LockedNode
+from helpers.role_process import run_role, standard_get, wait_for
 
 APP = '''
 import json, os
@@ -64,62 +59,6 @@ with chain_service(settings["chain"]):
 '''
 
 
-class Running:
-    def __init__(self, process: subprocess.Popen, line: dict, log: Path) -> None:
-        self.process, self.line, self.log = process, line, log
-
-    @property
-    def port(self) -> int:
-        return self.line["listening"]
-
-
-@contextlib.contextmanager
-def run_role(tmp_path: Path, settings: dict):
-    (tmp_path / "app.py").write_text(APP)
-    (tmp_path / "runner.py").write_text(RUNNER)
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    log = tmp_path / "gunicorn.log"
-    env = {**os.environ, "ROLE_TEST": json.dumps({**settings, "markers": str(markers)}),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen([sys.executable, str(tmp_path / "runner.py")], env=env, cwd=tmp_path,
-                                   stdout=subprocess.PIPE, stderr=stderr)
-    try:
-        lines: list[bytes] = []
-        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(60)
-        assert lines and lines[0], log.read_text()
-        yield Running(process, json.loads(lines[0]), log)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-
-
-def standard_get(cafile: Path, port: int) -> dict:
-    context = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        response = b""
-        while chunk := tls.recv(65536):
-            response += chunk
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), response
-    return json.loads(body)
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
-
-
 def test_gunicorn_workers_serve_the_role_app_and_stop_gracefully(world, tmp_path):
     chain_dir = Path(world.source.node.datadir)
     cert, key = RoleHome(tmp_path / "home", "service", "echo.example").fallback_certificate()
@@ -128,7 +67,7 @@ def test_gunicorn_workers_serve_the_role_app_and_stop_gracefully(world, tmp_path
     with ChainServer(LockedNode(world.source), chain_dir).start():
         settings = {"chain": f"regtest://{chain_dir}", "home": str(world.home), "identity": "echo.example",
                     "certfile": str(cert), "keyfile": str(key), "trust": str(trust)}
-        with run_role(tmp_path, settings) as role:
+        with run_role(tmp_path, settings, APP, RUNNER) as role:
             assert role.line == {"listening": role.port, "pid": role.process.pid, "workers": 2, "role": "test",
                                  "url": f"https://127.0.0.1:{role.port}"}
             standard = standard_get(cert, role.port)
@@ -189,7 +128,7 @@ def test_a_role_starts_the_chain_server_its_workers_need_and_it_ends_with_the_ro
     assert server_info(chain_dir) is None
     settings = {"chain": f"regtest://{chain_dir}", "home": str(own_chain / "home"), "identity": "svc.example",
                 "certfile": str(cert), "keyfile": str(key)}
-    with run_role(tmp_path, settings) as role:
+    with run_role(tmp_path, settings, APP, RUNNER) as role:
         info = server_info(chain_dir)
         assert info is not None and _parent_of(info["pid"]) == role.process.pid
         assert standard_get(cert, role.port)["tag"] == "t1"

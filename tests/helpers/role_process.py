@@ -1,0 +1,72 @@
+"""A role served by gunicorn in a subprocess, for tests: start it from an app module and a
+runner script, read its listening line, always stop it."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+class Running:
+    def __init__(self, process: subprocess.Popen, line: dict, log: Path) -> None:
+        self.process, self.line, self.log = process, line, log
+
+    @property
+    def port(self) -> int:
+        return self.line["listening"]
+
+
+@contextlib.contextmanager
+def run_role(tmp_path: Path, settings: dict, app: str, runner: str):
+    """Write ``app`` as app.py and ``runner`` as runner.py in tmp_path and run the runner with
+    ROLE_TEST=settings (plus a markers directory); yields a Running once it printed its line."""
+    (tmp_path / "app.py").write_text(app)
+    (tmp_path / "runner.py").write_text(runner)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    log = tmp_path / "gunicorn.log"
+    env = {**os.environ, "ROLE_TEST": json.dumps({**settings, "markers": str(markers)}),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, str(tmp_path / "runner.py")], env=env, cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        lines: list[bytes] = []
+        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        assert lines and lines[0], log.read_text()
+        yield Running(process, json.loads(lines[0]), log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def standard_get(cafile: Path, port: int) -> dict:
+    context = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := tls.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), response
+    return json.loads(body)
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
