@@ -24,7 +24,7 @@ import coincurve
 
 from ..chain.hashes import tagged_hash
 from ..chain.sighash import p2wpkh_script
-from ..ciphersuites.nonce import ecdsa_owner_nonce
+from ..ciphersuites.nonce import ecdsa_owner_nonce, schnorr_owner_nonce
 from ..errors import IdentityError
 
 
@@ -122,6 +122,17 @@ class IdentityKey(_Key):
     def nonce_key(self, r: int, s: int, sighash: bytes) -> coincurve.PrivateKey:
         """k from this key's published ECDSA signature (r, s) over ``sighash``."""
         return ecdsa_owner_nonce(self._private, r, s, sighash)
+
+    # The batch-anchored PAT (identity.batchpat) is the only caller: it computes the script-path
+    # sighash itself, of a batch it checked (its key at its position, its digest in the root).
+    def _sign_own_batch_slot(self, sighash: bytes) -> bytes:
+        """BIP340, SIGHASH_DEFAULT (64 bytes); explicit random aux: the nonce is recovered from
+        the signature (batch_nonce_key), never re-derived."""
+        return self._private.sign_schnorr(sighash, aux_randomness=os.urandom(32))
+
+    def batch_nonce_key(self, signature: bytes, sighash: bytes) -> coincurve.PrivateKey:
+        """k = s − e·d′ from this key's published BIP340 signature over ``sighash``."""
+        return schnorr_owner_nonce(self._private, signature, sighash)
 
 
 class ChainKey(_Key):
