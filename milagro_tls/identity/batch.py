@@ -28,6 +28,17 @@ and ``AnchoringWallet.bump`` spends that change.
 
 The batch key is the TBS's own key (HOME/batch.key, mode 0600), named as ``batch_key`` in the
 TBS's and in every PAT's certificate; the fee key (HOME/fee.key) pays through the wallet.
+
+JSON between the TBS and a PAT (hex is lowercase; txids in display order as explorers print them):
+
+    SigningRequest   {"tx": unsigned batch tx hex, "spent_outputs": [{"value": sat,
+                      "script_pubkey": hex}, ...one per input], "input": j, "leaf": leaf script hex,
+                      "position": i, "proof": {"index", "size", "path": [hex32, ...]}}
+    SigningResponse  {"txid": display hex, "input": j, "position": i, "signature": 64-byte hex}
+
+The PAT takes the whole leaf rather than only its tapleaf hash: it computes the hash itself and
+finds its own key at ``position`` and its certificate's batch key first (34 bytes per PAT, 4.4 KB
+at 128), so a batcher cannot have it sign for a slot that is not its own.
 """
 from __future__ import annotations
 
