@@ -4,6 +4,7 @@ library builds is checked by the kernel and every sighash by the hashlib referen
 from __future__ import annotations
 
 import dataclasses
+import stat
 
 import coincurve
 import pytest
@@ -58,6 +59,11 @@ def test_batch_with_a_non_answering_pat_anchors_the_others(batcher, world):
         assert identity.nonce_point == local.nonce_point == b"\x02" + bytes(witness[7 - position][:32])
         assert identity.seal is None and identity.certificate == pat.certificate
         assert identity.confirmations == 6
+    # Loaded by name from its home, as a Context would; keys are 0600.
+    home = pats[0].directory.parent.parent
+    assert LocalIdentity.load(home, pats[0].name, source).nonce_point == _verified(pats[0], source)[0].nonce_point
+    assert stat.S_IMODE((pats[0].directory / "identity.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((batcher.home / "tbs" / "batch.key").stat().st_mode) == 0o600
 
 
 def test_stripped_signature_leaves_that_pat_unanchored_and_it_is_requeued(batcher, world):
