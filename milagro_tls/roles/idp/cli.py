@@ -3,6 +3,7 @@
     milagro idp serve --home H --chain SPEC --port P [--db URL] [--cert C --key K] [--workers N]
                       [--period S] [--registration-token T] [--issuer URL] [--name NAME]
     milagro idp user add --home H NAME --password PW [--db URL]
+    milagro idp keys rotate --home H      (running workers pick the new keys up on their next token)
 """
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--password", required=True)
     add.add_argument("--db", default=None)
     add.set_defaults(func=_user_add)
+
+    keys = idp.add_parser("keys", help="the ID-token signing keys").add_subparsers(dest="keys_action", required=True)
+    rotate = keys.add_parser("rotate", help="retire the current keys (served until their tokens expire) and make new ones")
+    rotate.add_argument("--home", required=True, type=Path)
+    rotate.set_defaults(func=_keys_rotate)
 
 
 def _free_port(host: str) -> int:
@@ -87,4 +93,16 @@ def _user_add(args) -> int:
     finally:
         store.close()
     print(json.dumps({"username": user.username, "sub": user.sub}), flush=True)
+    return 0
+
+
+def _keys_rotate(args) -> int:
+    from .keys import KeyRing
+    from .config import TOKEN_LIFETIME
+    from .service import keys_dir
+
+    ring = KeyRing(keys_dir(str(args.home)), token_lifetime=TOKEN_LIFETIME).ensure()
+    fresh = ring.rotate()
+    served = [record.kid for record in ring.records]
+    print(json.dumps({"new": fresh, "served": served}), flush=True)
     return 0
