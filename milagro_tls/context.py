@@ -28,7 +28,6 @@ from .handshake.peer import VerifiedStapleCache
 from .handshake.session import DEFAULT_SESSION_LIFETIME, Session, SessionCache
 from .headersync import DEFAULT_INTERVAL, HeaderSync
 from .identity.local import LocalIdentity
-from .identity.party import Party
 from .trust import TrustEntry, TrustStore
 from .adapters.sslobject import MilagroSSLObject
 from .adapters.sslsocket import MilagroSocket
@@ -147,7 +146,8 @@ class Context(ssl.SSLContext):
         if isinstance(identity, str):
             if home is None:
                 raise ValueError("an identity name needs home=")
-            identity = Party.load(Path(home), identity)
+            # Either form by name: a single-anchored party or a batch-anchored PAT.
+            return LocalIdentity.load(Path(home), identity, self.source)
         return LocalIdentity.from_party(identity, self.source)
 
     # --- per-connection configuration ---------------------------------------------------
