@@ -18,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 from milagro_tls.chain.verify import resolve_anchor
 from milagro_tls.identity.party import Party
@@ -41,9 +40,9 @@ def _server_socket_inode(server_port: int, client_port: int) -> int | None:
             next(rows)
             for row in rows:
                 fields = row.split()
-                local, remote, inode = fields[1], fields[2], int(fields[9])
-                if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
-                    return inode
+                local_port, remote_port = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                if (local_port, remote_port) == (server_port, client_port):
+                    return int(fields[9])
     return None
 
 
@@ -216,10 +215,12 @@ def _exercise(world, idp, workers: Workers) -> None:
                                                data={"grant_type": "refresh_token",
                                                      "refresh_token": tokens["refresh_token"]})
         assert refreshed.status_code == 200, refreshed.text
-        assert workers.on(redeemer).get("/userinfo", headers=_bearer(refreshed.json()["access_token"])).status_code == 200
+        renewed = workers.on(redeemer).get("/userinfo", headers=_bearer(refreshed.json()["access_token"]))
+        assert renewed.status_code == 200, renewed.text
         # Rotation across workers: the first refresh token, used again on the other worker, is refused.
         again = workers.on(redeemer).post("/token", auth=(client["client_id"], client["client_secret"]),
-                                          data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+                                          data={"grant_type": "refresh_token",
+                                                "refresh_token": tokens["refresh_token"]})
         assert again.status_code == 400 and again.json()["error"] == "invalid_grant", again.text
     assert sorted(logins) == sorted([a, b, a, b])
 
