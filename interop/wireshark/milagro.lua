@@ -51,6 +51,11 @@ local NETWORKS = { [0] = "mainnet", [1] = "testnet3", [2] = "testnet4", [3] = "s
 local KINDS = { [1] = "p2wpkh", [2] = "taproot-batch" }
 
 local LOCATOR_FIXED = 1 + 1 + 1 + 32 + 2 + 32 + 2   -- version network kind txid input block body_len
+local KIND_TAPROOT_BATCH = 2
+local MERKLE_HEADER = 4 + 4 + 1                     -- index size count (milagro_tls/merkle.py)
+local LEAF_ITEM = 34                                -- 20 <32-byte key> opcode (milagro_tls/chain/taproot.py)
+local OP_CHECKSIGVERIFY, OP_CHECKSIG, OP_CHECKSIGADD = 0xad, 0xac, 0xba
+local MARKER_MAGIC = "4d494c4147524f"              -- "MILAGRO" (milagro_tls/identity/marker.py)
 local POINT_SIZE = 33
 local SCALAR_SIZE = 32
 local PROOF_MAX_DEPTH = 24                          -- milagro_tls/chain/proof.py MAX_DEPTH
@@ -86,6 +91,13 @@ field("input", ProtoField.uint16("milagro.input", "Signing input"))
 field("block_hash", ProtoField.string("milagro.block_hash", "Block hash"))
 field("body_len", ProtoField.uint16("milagro.locator.body_length", "Body length"))
 field("body", ProtoField.bytes("milagro.locator.body", "Body"))
+-- The body of a taproot-batch locator (kind 2): position, and the certificate digest's Merkle
+-- inclusion proof in the batch root (milagro_tls/merkle.py InclusionProof.encode()).
+field("batch_position", ProtoField.uint16("milagro.batch.position", "PAT position"))
+field("merkle_index", ProtoField.uint32("milagro.merkle.index", "Leaf index"))
+field("merkle_size", ProtoField.uint32("milagro.merkle.size", "Tree size"))
+field("merkle_count", ProtoField.uint8("milagro.merkle.count", "Path length"))
+field("merkle_path", ProtoField.bytes("milagro.merkle.path", "Path hash"))
 
 field("mode", ProtoField.string("milagro.mode", "Mode"))
 field("point_len", ProtoField.uint8("milagro.point.length", "Point length"))
@@ -103,6 +115,7 @@ field("cert_name", ProtoField.string("milagro.cert.name", "Name"))
 field("cert_role", ProtoField.string("milagro.cert.role", "Role"))
 field("cert_network", ProtoField.string("milagro.cert.network", "Network"))
 field("cert_pubkey", ProtoField.string("milagro.cert.pubkey", "Identity key"))
+field("cert_batch_key", ProtoField.string("milagro.cert.batch_key", "Batch key"))
 field("proof_len", ProtoField.uint16("milagro.proof.length", "Proof length"))
 field("proof", ProtoField.bytes("milagro.proof", "Proof bundle"))
 field("proof_ver", ProtoField.uint8("milagro.proof.version", "Version"))
@@ -124,6 +137,19 @@ field("proof_cb", ProtoField.bytes("milagro.proof.coinbase", "Coinbase transacti
 field("proof_spent_n", ProtoField.uint16("milagro.proof.spent_count", "Spent outputs"))
 field("spent_value", ProtoField.uint64("milagro.proof.spent.value", "Value (sat)"))
 field("spent_script", ProtoField.bytes("milagro.proof.spent.script", "scriptPubKey"))
+-- A taproot-batch staple: the slot the locator names, read from the batch transaction's witness
+-- (milagro_tls/chain/batchverify.py; the dissector shows it, it verifies nothing).
+field("batch", ProtoField.none("milagro.batch", "Taproot batch slot"))
+field("batch_pat_count", ProtoField.uint16("milagro.batch.pat_count", "PAT keys in the leaf"))
+field("batch_signed", ProtoField.uint16("milagro.batch.signed", "PAT signatures in the input"))
+field("batch_leaf", ProtoField.bytes("milagro.batch.leaf", "Leaf script"))
+field("batch_tbs_key", ProtoField.bytes("milagro.batch.tbs_key", "TBS key"))
+field("batch_pat_key", ProtoField.bytes("milagro.batch.pat_key", "PAT key at the position"))
+field("batch_witness_index", ProtoField.uint16("milagro.batch.witness_index", "Witness item"))
+field("batch_signature", ProtoField.bytes("milagro.batch.signature", "PAT signature (BIP340)"))
+field("batch_nonce_x", ProtoField.bytes("milagro.batch.nonce_x", "Nonce point R = lift_x(sig[0:32])"))
+field("batch_control", ProtoField.bytes("milagro.batch.control_block", "Control block"))
+field("batch_root", ProtoField.bytes("milagro.batch.root", "Batch root (marker 0x02)"))
 
 milagro.fields = field_list
 
@@ -136,8 +162,10 @@ local ef = {
                                 expert.group.PROTOCOL, expert.severity.WARN),
     locator   = ProtoExpert.new("milagro.locator.unsupported", "Locator not understood by this dissector",
                                 expert.group.UNDECODED, expert.severity.NOTE),
+    empty     = ProtoExpert.new("milagro.batch.empty", "The PAT's slot is empty: this batch did not anchor it",
+                                expert.group.PROTOCOL, expert.severity.WARN),
 }
-milagro.experts = { ef.malformed, ef.point, ef.mode, ef.locator }
+milagro.experts = { ef.malformed, ef.point, ef.mode, ef.locator, ef.empty }
 
 local fx_hs_type = Field.new("tls.handshake.type")
 local fx_stream  = Field.new("tcp.stream")
@@ -168,6 +196,24 @@ function Reader:uint(n)
     local range = self:take(n)
     if not range then return nil end
     return range:uint(), range
+end
+
+-- Skips n bytes (n may be 0, which take() refuses); false when they are not there.
+function Reader:skip(n)
+    if n < 0 or self.pos + n > self.stop then return false end
+    self.pos = self.pos + n
+    return true
+end
+
+-- Bitcoin's CompactSize (little-endian after the 0xfd/0xfe prefix); nil when truncated or
+-- 8 bytes long (nothing in a staple is that large).
+function Reader:varint()
+    local first = self:uint(1)
+    if not first then return nil end
+    if first < 0xfd then return first end
+    if first == 0xff then return nil end
+    local range = self:take(first == 0xfd and 2 or 4)
+    return range and range:le_uint()
 end
 
 -- Bitcoin displays hashes byte-reversed (milagro_tls.chain.hashes.to_display_hex).
@@ -286,6 +332,52 @@ end
 -- Locator extension
 -------------------------------------------------------------------------------------------------
 
+-- milagro_tls/merkle.py _path_length: the hashes an RFC 9162 inclusion path of leaf index in a
+-- tree of size leaves has (a lone last node is carried up, never paired).
+local function merkle_path_length(index, size)
+    local count = 0
+    while size > 1 do
+        local sibling = (index % 2 == 0) and index + 1 or index - 1
+        if sibling < size then count = count + 1 end
+        index = math.floor(index / 2)
+        size = math.floor((size + 1) / 2)
+    end
+    return count
+end
+
+-- The body of a taproot-batch locator: u16 position || u32 index || u32 size || u8 count ||
+-- count x 32-byte hashes (the certificate digest's inclusion proof, lowest sibling first).
+local function decode_batch_body(tree, tvb, off, len)
+    local r = new_reader(tvb, off, off + len)
+    local position, pr = r:uint(2)
+    if not position then return malformed(tree, "taproot-batch body of " .. len .. " bytes has no position") end
+    tree:add(f.batch_position, pr)
+    local proof_len = r:left()
+    if proof_len < MERKLE_HEADER then
+        return malformed(tree, "inclusion proof is " .. proof_len .. " bytes, shorter than its 9-byte header")
+    end
+    local index, ir = r:uint(4)
+    local size, sr = r:uint(4)
+    local count, cr = r:uint(1)
+    tree:add(f.merkle_index, ir)
+    tree:add(f.merkle_size, sr)
+    tree:add(f.merkle_count, cr)
+    if proof_len ~= MERKLE_HEADER + 32 * count then
+        return malformed(tree, "inclusion proof is " .. proof_len .. " bytes; a path of " .. count ..
+                         " hashes needs " .. (MERKLE_HEADER + 32 * count))
+    end
+    for i = 1, count do tree:add(f.merkle_path, r:take(32)):prepend_text("#" .. i .. " ") end
+    if size == 0 or index >= size then
+        return malformed(tree, "inclusion proof index " .. index .. " out of range for size " .. size)
+    end
+    local needed = merkle_path_length(index, size)
+    if count ~= needed then
+        return malformed(tree, "inclusion proof path has " .. count .. " hashes; leaf " .. index .. " of " ..
+                         size .. " needs " .. needed)
+    end
+    return { position = position, index = index, size = size }
+end
+
 local function decode_locator(tree, tvb, ext_off, data_len, origin)
     -- ext_off points at the extension's type; the data starts 4 bytes later.
     local whole = tvb(ext_off, 4 + data_len)
@@ -324,18 +416,33 @@ local function decode_locator(tree, tvb, ext_off, data_len, origin)
     item:add(f.block_hash, br, block_hash):append_text(" (display order)")
     local body_len, blr = r:uint(2)
     item:add(f.body_len, blr)
+    local slot = nil
     if body_len > 0 then
+        local body_off = r.pos
         local body = r:take(body_len)
         if not body then
             return malformed(item, "body length " .. body_len .. " exceeds the extension")
         end
-        item:add(f.body, body)
+        local bi = item:add(f.body, body)
+        if kind_code == KIND_TAPROOT_BATCH then
+            bi:set_text("Body: taproot-batch slot (" .. body_len .. " bytes)")
+            slot = decode_batch_body(bi, tvb, body_off, body_len)
+            if not slot then return nil end
+        end
+    elseif kind_code == KIND_TAPROOT_BATCH then
+        return malformed(item, "taproot-batch locator without a body")
     end
     if r:left() > 0 then
         return malformed(item, r:left() .. " trailing bytes after the locator body")
     end
-    item:append_text(": " .. network .. " " .. kind .. " " .. txid .. ":" .. input)
-    return { anonymous = false, txid = txid }
+    local text = ": " .. network .. " " .. kind .. " " .. txid .. ":" .. input
+    if slot then
+        text = text .. ", position " .. slot.position .. ", leaf " .. slot.index .. " of " .. slot.size
+    end
+    item:append_text(text)
+    -- What the staple of the same side is read against (a batch slot: input and position).
+    return { anonymous = false, txid = txid, kind = kind_code, input = input,
+             position = slot and slot.position }
 end
 
 -- Walks the extensions block of a hello; calls decode_locator for 0xFFB7.
@@ -433,7 +540,9 @@ local function decode_server_hello(tree, tvb, body_off, body_len, frame, info)
     local code, cr = r:uint(2)
     if not code or not r:take(1) then return end
     -- Remembered whatever it is: a later handshake on the connection may select another suite.
-    remember("server", frame, { code = code })
+    -- The server's locator joins it below (its ServerKeyExchange staple is read against it).
+    local state = { code = code }
+    remember("server", frame, state)
     local suite = SUITES[code]
     if not suite then return end
     local item = tree:add(milagro, tvb(body_off - 4, body_len + 4), "Milagro ServerHello: " .. suite.name)
@@ -442,6 +551,7 @@ local function decode_server_hello(tree, tvb, body_off, body_len, frame, info)
     item:add(f.suite_name, cr, suite.name)
     item:add(f.key_exchange, cr, suite.kx == "yak" and "YAK-BTC" or "ECDH-BTC"):set_generated()
     local locator = hello_extensions(item, r, "ServerHello")
+    state.locator = locator
     local text = suite.name
     if locator and locator.txid then
         text = text .. ", server txid " .. locator.txid:sub(1, 16) .. "…"
@@ -476,7 +586,119 @@ local function add_point(tree, r, label, role)
     return pr
 end
 
-local function decode_proof_bundle(tree, tvb, off, len)
+-- The slot a taproot-batch locator names, read from the stapled batch transaction (BIP144
+-- serialization): the leaf's keys, the PAT's signature at witness item N-1-position (PAT
+-- signatures sit in reverse key order below the TBS's), the control block and the 0x02 root.
+-- Returns a one-line summary, or nil when the transaction is not the batch form (malformed()
+-- said why). An empty slot is shown with a warning: that batch did not anchor the PAT.
+local function decode_batch_slot(tree, tvb, off, len, locator)
+    local item = tree:add(f.batch, tvb(off, len))
+    item:set_text("Taproot batch slot: input " .. locator.input .. ", position " .. locator.position)
+    local r = new_reader(tvb, off, off + len)
+    if not r:skip(4) or r:left() < 2 or tvb(r.pos, 1):uint() ~= 0 or tvb(r.pos + 1, 1):uint() ~= 1 then
+        return malformed(item, "batch transaction has no witness (BIP144 marker and flag)")
+    end
+    r:skip(2)
+    local n_in = r:varint()
+    if not n_in or n_in == 0 then return malformed(item, "batch transaction has no inputs") end
+    for i = 1, n_in do
+        local script_len = r:skip(36) and r:varint()
+        if not script_len or not r:skip(script_len + 4) then
+            return malformed(item, "batch transaction truncated in input " .. (i - 1))
+        end
+    end
+    local n_out = r:varint()
+    if not n_out then return malformed(item, "batch transaction truncated before its outputs") end
+    local markers, root = 0, nil
+    for i = 1, n_out do
+        local script_len = r:skip(8) and r:varint()
+        local start = r.pos
+        if not script_len or not r:skip(script_len) then
+            return malformed(item, "batch transaction truncated in output " .. (i - 1))
+        end
+        if script_len >= 9 and tvb(start, 1):uint() == 0x6a
+                and tvb(start + 2, 7):bytes():tohex():lower() == MARKER_MAGIC then
+            markers = markers + 1
+            if script_len == 42 and tvb(start + 1, 1):uint() == 0x28 and tvb(start + 9, 1):uint() == 2 then
+                root = tvb(start + 10, 32)
+            end
+        end
+    end
+    local slot = nil
+    for i = 0, n_in - 1 do
+        local count = r:varint()
+        if not count then return malformed(item, "batch transaction truncated in witness " .. i) end
+        local items = {}
+        for k = 1, count do
+            local at = r.pos
+            local item_len = r:varint()
+            local start = r.pos
+            if not item_len or not r:skip(item_len) then
+                return malformed(item, "batch transaction truncated in witness " .. i .. " item " .. (k - 1))
+            end
+            items[k] = { at = at, off = start, len = item_len }
+        end
+        if i == locator.input then slot = items end
+    end
+    if not r:skip(4) or r:left() > 0 then return malformed(item, "batch transaction does not end after its lock time") end
+    if not slot then
+        return malformed(item, "locator names input " .. locator.input .. "; the batch has " .. n_in)
+    end
+    local count = #slot
+    local n = count - 3
+    if n < 1 then
+        return malformed(item, "input " .. locator.input .. " has " .. count .. " witness items: not a batch spend")
+    end
+    local leaf, control = slot[count - 1], slot[count]
+    if leaf.len ~= LEAF_ITEM * (n + 1) then
+        return malformed(item, "leaf of " .. leaf.len .. " bytes; " .. n .. " PAT keys need " .. LEAF_ITEM * (n + 1))
+    end
+    for k = 0, n do
+        local at = leaf.off + LEAF_ITEM * k
+        local opcode = (k == 0 and OP_CHECKSIGVERIFY) or (k == 1 and OP_CHECKSIG) or OP_CHECKSIGADD
+        if tvb(at, 1):uint() ~= 0x20 or tvb(at + 33, 1):uint() ~= opcode then
+            return malformed(item, string.format("leaf item %d is not `20 <key> %02x`", k, opcode))
+        end
+    end
+    local signed = 0
+    for k = 1, n do
+        if slot[k].len == 64 then signed = signed + 1 end
+    end
+    local leaf_range = tvb(leaf.off, leaf.len)
+    item:add(f.batch_pat_count, leaf_range, n):set_generated()
+    item:add(f.batch_signed, leaf_range, signed):set_generated()
+    item:add(f.batch_leaf, leaf_range):set_text("Leaf script (" .. leaf.len .. " bytes, version 0xc0)")
+    item:add(f.batch_tbs_key, tvb(leaf.off + 1, 32))
+    if locator.position >= n then
+        return malformed(item, "position " .. locator.position .. " is outside a leaf of " .. n .. " PAT keys")
+    end
+    item:add(f.batch_pat_key, tvb(leaf.off + LEAF_ITEM * (locator.position + 1) + 1, 32))
+    local witness_index = n - 1 - locator.position
+    local sig = slot[witness_index + 1]
+    item:add(f.batch_witness_index, tvb(sig.at, sig.off - sig.at), witness_index):set_generated()
+    local state
+    if sig.len == 64 then
+        item:add(f.batch_signature, tvb(sig.off, 64))
+        item:add(f.batch_nonce_x, tvb(sig.off, 32))
+        state = "signed"
+    elseif sig.len == 0 then
+        item:add_proto_expert_info(ef.empty)
+        state = "EMPTY"
+    else
+        return malformed(item, "slot signature is " .. sig.len .. " bytes, not 64")
+    end
+    if control.len ~= 33 then return malformed(item, "last witness item is not a 33-byte control block") end
+    item:add(f.batch_control, tvb(control.off, 33))
+    if markers ~= 1 or not root then
+        return malformed(item, "batch carries " .. markers .. " MILAGRO markers, expected one of type 0x02")
+    end
+    item:add(f.batch_root, root)
+    local summary = "slot " .. locator.position .. " of " .. n .. " " .. state
+    item:append_text(": " .. n .. " PAT keys, " .. signed .. " signed, this slot " .. state)
+    return summary
+end
+
+local function decode_proof_bundle(tree, tvb, off, len, locator)
     local item = tree:add(f.proof, tvb(off, len))
     item:set_text("Proof bundle (" .. len .. " bytes)")
     local r = new_reader(tvb, off, off + len)
@@ -512,10 +734,15 @@ local function decode_proof_bundle(tree, tvb, off, len)
     local tx_len, tlr = r:uint(3)
     if not tx_len then return malformed(item, "proof bundle truncated before the transaction") end
     item:add(f.proof_tx_len, tlr)
+    local batch = nil
     if tx_len > 0 then
+        local tx_off = r.pos
         local tx = r:take(tx_len)
         if not tx then return malformed(item, "transaction of " .. tx_len .. " bytes runs past the proof") end
         item:add(f.proof_tx, tx)
+        if locator and locator.kind == KIND_TAPROOT_BATCH and locator.position then
+            batch = decode_batch_slot(item, tvb, tx_off, tx_len, locator)
+        end
     end
     local cb_len, clr = r:uint(3)
     if not cb_len then return malformed(item, "proof bundle truncated before the coinbase") end
@@ -539,10 +766,10 @@ local function decode_proof_bundle(tree, tvb, off, len)
     end
     if r:left() > 0 then return malformed(item, r:left() .. " trailing bytes after the proof bundle") end
     item:append_text(", height " .. height .. ", tx " .. tx_index .. ", depth " .. depth)
-    return height
+    return height, batch
 end
 
-local function decode_staple(tree, r)
+local function decode_staple(tree, r, locator)
     if r:left() == 0 then return malformed(tree, "staple missing") end
     local staple_start = r.pos
     local item = tree:add(f.staple, r.tvb(r.pos, r:left()))
@@ -562,6 +789,7 @@ local function decode_staple(tree, r)
     if role then ci:add(f.cert_role, cert, role):set_generated() end
     if members["network"] then ci:add(f.cert_network, cert, members["network"]):set_generated() end
     if members["pubkey"] then ci:add(f.cert_pubkey, cert, members["pubkey"]):set_generated() end
+    if members["batch_key"] then ci:add(f.cert_batch_key, cert, members["batch_key"]):set_generated() end
     if not name or not role then malformed(ci, "certificate is not a birth certificate JSON object") end
     local proof_len, plr = r:uint(2)
     if not proof_len then return malformed(item, "staple truncated in its proof length") end
@@ -573,9 +801,10 @@ local function decode_staple(tree, r)
     local proof_off = r.pos
     r.pos = r.pos + proof_len
     item:set_len(r.pos - staple_start)
-    local height = decode_proof_bundle(item, r.tvb, proof_off, proof_len)
+    local height, batch = decode_proof_bundle(item, r.tvb, proof_off, proof_len, locator)
     local summary = (name or "?") .. " (" .. (role or "?") .. ")"
     if height then summary = summary .. " @ height " .. height end
+    if batch then summary = summary .. ", batch " .. batch end
     item:append_text(": " .. summary .. ", " .. cert_len .. " + " .. proof_len .. " bytes")
     return summary
 end
@@ -591,7 +820,7 @@ local ROLES = {
 
 -- The body of a ServerKeyExchange/ClientKeyExchange: the point, YAK's proof, the staple. Returns
 -- a one-line summary, or nil when the message is malformed (malformed() said where).
-local function decode_key_exchange_body(item, r, suite, is_server, full)
+local function decode_key_exchange_body(item, r, suite, is_server, full, locator)
     local role = ROLES[suite.kx][is_server and "ske" or (full and "cke_full" or "cke_anon")]
     if not add_point(item, r, role[1], role[2]) then return nil end
 
@@ -612,7 +841,7 @@ local function decode_key_exchange_body(item, r, suite, is_server, full)
 
     local summary = role[2]
     if full then
-        local staple = decode_staple(item, r)
+        local staple = decode_staple(item, r, locator)
         if not staple then return nil end
         summary = summary .. ", staple " .. staple
     end
@@ -657,8 +886,10 @@ local function decode_key_exchange(tree, tvb, body_off, body_len, hs_type, frame
     end
 
     local faults_before = faults
+    -- The staple is read against the sender's own locator (a batch slot names input and position).
+    local locator = is_server and selected.locator or recall("client", frame)
     local summary = decode_key_exchange_body(item, new_reader(tvb, body_off, body_off + body_len),
-                                             suite, is_server, full)
+                                             suite, is_server, full, locator)
     if summary and faults == faults_before then
         item:append_text(": " .. summary)
         info[#info + 1] = summary

@@ -31,8 +31,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from scapy.config import conf
-from scapy.fields import (ByteEnumField, ByteField, ConditionalField, FieldLenField, ShortEnumField, ShortField,
-                          StrFixedLenField, StrLenField)
+from scapy.fields import (ByteEnumField, ByteField, ConditionalField, FieldLenField, FieldListField, IntField,
+                          ShortEnumField, ShortField, StrFixedLenField, StrLenField)
 from scapy.layers.tls.crypto.kx_algs import _GenericKX, _GenericKXMetaclass
 from scapy.layers.tls.crypto.suites import _GenericCipherSuite, _GenericCipherSuiteMetaclass
 from scapy.layers.tls.extensions import TLS_Ext_Unknown, _tls_ext, _tls_ext_cls
@@ -105,6 +105,22 @@ def _key_exchange_class(kind: KeyExchangeKind, params: type[Packet]) -> type:
 
 
 # --- the locator extension (identity/locator.py) ---------------------------------------------
+class MilagroBatchSlot(Packet):
+    """The body of a taproot-batch locator (kind 2): the PAT's position among the leaf's keys and
+    the inclusion proof of its certificate digest in the batch's type-0x02 root, as
+    milagro_tls.merkle.InclusionProof.encode() writes it (u32 index, u32 size, u8 count, hashes)."""
+    name = "Milagro taproot-batch slot"
+    fields_desc = [ShortField("position", 0),
+                   IntField("index", 0),
+                   IntField("size", 1),
+                   FieldLenField("count", None, fmt="B", count_of="path"),
+                   FieldListField("path", [], StrFixedLenField("hash", b"\x00" * 32, 32),
+                                  count_from=lambda pkt: pkt.count)]
+
+    def guess_payload_class(self, payload):
+        return Padding
+
+
 def _locator_present(pkt) -> bool:
     # A dissected anonymous extension has len 0 and must rebuild as 4 bytes, not with the
     # defaults below (scapy's MayEnd only stops dissection); a new one (len None) gets them.
@@ -129,6 +145,14 @@ class TLS_Ext_MilagroLocator(TLS_Ext_Unknown):
     def txid_hex(self) -> str:
         """The txid as explorers and ``milagro identity show`` print it (reversed)."""
         return bytes(self.txid)[::-1].hex()
+
+    @property
+    def batch_slot(self) -> MilagroBatchSlot | None:
+        """The body of a taproot-batch locator, dissected; None for other kinds. The body stays
+        one string field, so a dissected extension rebuilds byte for byte whatever it holds."""
+        if self.len == 0 or self.kind != LocatorKind.TAPROOT_BATCH.value:
+            return None
+        return MilagroBatchSlot(bytes(self.body))
 
 
 def _register() -> dict[int, type]:
