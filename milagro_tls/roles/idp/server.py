@@ -26,6 +26,7 @@ from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode, OpenIDToken
 from sqlalchemy import insert, select, update
 
+from ..store import insert_or_ignore
 from . import tables
 from .clients import DEVICE_CODE_GRANT_TYPE, Client, get_client, sha256_hex
 from .config import IdPConfig
@@ -125,7 +126,10 @@ def make_grants(config: IdPConfig):
         def query_authorization_code(self, code, client):
             digest = sha256_hex(code)
             with store.begin() as connection:
-                row = connection.execute(select(tables.codes).where(tables.codes.c.code_sha256 == digest)).first()
+                # The row lock orders this redemption against the other's save_token (see
+                # tables.reused_codes); on SQLite BEGIN IMMEDIATE already serializes them.
+                row = connection.execute(select(tables.codes).where(tables.codes.c.code_sha256 == digest)
+                                         .with_for_update()).first()
                 if row is None or row.client_id != client.client_id:
                     return None
                 # Claimed here, atomically: of two redemptions only one gets the row.
@@ -134,7 +138,9 @@ def make_grants(config: IdPConfig):
                                                tables.codes.c.used_at.is_(None))
                     .values(used_at=_now())).rowcount == 1
                 if not claimed:
-                    # RFC 6749 4.1.2: a code used twice revokes what it issued the first time.
+                    # RFC 6749 4.1.2: a code used twice revokes what it issued the first time,
+                    # including tokens its first redemption has not saved yet (save_token looks).
+                    insert_or_ignore(connection, tables.reused_codes, {"code_sha256": digest, "seen_at": _now()})
                     connection.execute(update(tables.tokens).where(tables.tokens.c.code_sha256 == digest)
                                        .values(revoked=True))
                     return None
@@ -315,12 +321,18 @@ def build_server(app, config: IdPConfig) -> AuthorizationServer:
         code = getattr(request, "authorization_code", None)
         user = request.user
         with store.begin() as connection:
+            reused = False
+            if code is not None:
+                connection.execute(select(tables.codes.c.code_sha256)
+                                   .where(tables.codes.c.code_sha256 == code.code_sha256).with_for_update())
+                reused = connection.execute(select(tables.reused_codes.c.code_sha256).where(
+                    tables.reused_codes.c.code_sha256 == code.code_sha256)).first() is not None
             connection.execute(insert(tables.tokens).values(
                 access_sha256=sha256_hex(token["access_token"]),
                 refresh_sha256=sha256_hex(token["refresh_token"]) if token.get("refresh_token") else None,
                 client_id=request.client.client_id, user_sub=user.sub if user else None,
                 scope=token.get("scope", ""), issued_at=_now(), expires_in=int(token["expires_in"]),
-                revoked=False, code_sha256=code.code_sha256 if code else None,
+                revoked=reused, code_sha256=code.code_sha256 if code else None,
                 auth_time=user.auth_time if user else None))
 
     app.config.setdefault("OAUTH2_REFRESH_TOKEN_GENERATOR", True)

@@ -98,13 +98,31 @@ receipts = Table(
 )
 
 
+#: Tables added after version 1 live in their own MetaData: version 1 creates ``metadata`` as it
+#: stands, so a table added to it would exist before the migration that adds it.
+metadata_v2 = MetaData()
+
+#: Codes presented a second time (RFC 6749 4.1.2). The second redemption and the first one's
+#: save_token both lock the code's row, so whichever commits last sees the other: the tokens of
+#: the first are revoked even when the two race on two workers.
+reused_codes = Table(
+    "idp_reused_codes", metadata_v2,
+    Column("code_sha256", String(64), ForeignKey(codes.c.code_sha256), primary_key=True),
+    Column("seen_at", BigInteger, nullable=False),
+)
+
+
 def _v1_create_tables(connection: Connection) -> None:
     # Version 1 is the tables above as first released; a later change is a new function
-    # appended to MIGRATIONS (ALTER TABLE ...), never an edit of this one.
+    # appended to MIGRATIONS, never an edit of this one.
     metadata.create_all(connection, checkfirst=False)
 
 
-MIGRATIONS = (_v1_create_tables,)
+def _v2_reused_codes(connection: Connection) -> None:
+    metadata_v2.create_all(connection, checkfirst=False)
+
+
+MIGRATIONS = (_v1_create_tables, _v2_reused_codes)
 
 
 def migrate(store) -> int:

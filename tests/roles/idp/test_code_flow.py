@@ -83,6 +83,32 @@ def test_a_reused_code_fails_and_revokes_the_tokens_it_issued(browser, confident
     assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
 
 
+def test_a_code_reused_while_its_first_redemption_is_in_flight_still_revokes_its_tokens(
+        browser, confidential_client, monkeypatch):
+    """The race of two workers: the second redemption arrives after the first claimed the code
+    and before it saved its tokens. The first still gets its answer, but its tokens are dead."""
+    from milagro_tls.roles.idp import server
+
+    client, secret = confidential_client
+    code, verifier = code_for(browser, client.client_id)
+    real_get_user, seconds = server.get_user, []
+
+    def get_user_then_race(store, sub):
+        # The code grant calls this between its claim and save_token.
+        if not seconds:
+            seconds.append(exchange(browser, code, verifier, client.client_id, secret))
+        return real_get_user(store, sub)
+
+    monkeypatch.setattr(server, "get_user", get_user_then_race)
+    first = exchange(browser, code, verifier, client.client_id, secret)
+    monkeypatch.setattr(server, "get_user", real_get_user)
+    assert seconds[0].status_code == 400 and seconds[0].get_json()["error"] == "invalid_grant"
+    assert first.status_code == 200
+    access = first.get_json()["access_token"]
+    revoked = browser.get("/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert revoked.status_code == 401 and revoked.get_json()["error"] == "invalid_token"
+
+
 def test_an_unregistered_redirect_uri_gets_an_error_page_and_no_redirect(browser, public_client):
     _, challenge = pkce_pair()
     params = authorize_params(public_client.client_id, challenge, redirect_uri="https://evil.example/cb")
