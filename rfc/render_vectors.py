@@ -110,12 +110,70 @@ def _locator_fields(doc: dict) -> list[tuple[str, str]]:
             ("block_hash", bytes.fromhex(doc["block_hash"])[::-1].hex())]
 
 
+def _batch_records(batch: dict) -> list[str]:
+    pats = batch["pats"]
+    locator = batch["locator"]["json"]
+    body = bytes.fromhex(batch["locator"]["binary_hex"])[71:]
+    count = body[10]
+    form = [("record", "batch"), ("tbs_key", batch["tbs_key"])]
+    form += [(f"pat_{i}_key", pat["key"]) for i, pat in enumerate(pats)]
+    form += [("leaf_script", batch["leaf_script"]), ("tapleaf_hash", batch["tapleaf_hash"]),
+             ("output_key", batch["output_key"]), ("output_parity", f"{batch['output_parity']:02x}"),
+             ("script_pubkey", batch["script_pubkey"]), ("control_block", batch["control_block"])]
+    signing = [("record", "batch-signing"), ("tbs_key", batch["tbs_key"])]
+    signing += [(f"pat_{i}_key", pat["key"]) for i, pat in enumerate(pats)]
+    signing += [("leaf_script", batch["leaf_script"]), ("spent_value", f"{batch['funding_value']:016x}"),
+                ("script_pubkey", batch["script_pubkey"]), ("batch_root", batch["batch_root"]),
+                ("unsigned_tx", batch["unsigned_tx"]), ("sighash", batch["sighash"]),
+                ("tbs_signature", batch["tbs_signature"])]
+    signing += [(f"pat_{i}_signature", pat["signature"]) for i, pat in enumerate(pats)]
+    signing += [("absent", ",".join(str(i) for i, pat in enumerate(pats) if not pat["answered"])),
+                ("control_block", batch["control_block"]), ("batch_tx", batch["batch_tx"])]
+    position = batch["position"]
+    nonce = [("record", "batch-nonce"), ("label", f"pat-{position}"),
+             ("pat_private_key", pats[position]["private_key"]), ("pat_key", pats[position]["key"]),
+             ("sighash", batch["sighash"]), ("signature", pats[position]["signature"]),
+             ("nonce_point", batch["nonce_point"]), ("nonce_k", batch["nonce_k"])]
+    loc = [("record", "batch-locator"), *_locator_fields(locator),
+           ("position", body[:2].hex()), ("merkle_index", body[2:6].hex()), ("merkle_size", body[6:10].hex()),
+           ("merkle_path", body[11:11 + 32 * count].hex()),
+           ("certificate", batch["certificate"]), ("certificate_sha256", pats[position]["certificate_sha256"]),
+           ("batch_root", batch["batch_root"]), ("encoding", batch["locator"]["binary_hex"])]
+    return [_record(form), _record(signing), _record(nonce), _record(loc)]
+
+
+#: The Merkle vectors the draft shows (of the many in merkle.json): trees of these sizes, and
+#: inclusion proofs of these (size, index) pairs.
+_MERKLE_SIZES = (1, 2, 3, 5, 7)
+_MERKLE_PROOFS = ((3, 2), (5, 4), (7, 3))
+
+
+def _merkle_records(merkle: dict) -> list[str]:
+    out = [_record([("record", "merkle-empty"), ("root", merkle["empty_root"])])]
+    trees = {tree["size"]: tree for tree in merkle["trees"]}
+    for size in _MERKLE_SIZES:
+        tree = trees[size]
+        fields = [("record", "merkle-tree"), ("size", f"{size:08x}")]
+        for i, (leaf, leaf_hash) in enumerate(zip(tree["leaves"], tree["leaf_hashes"])):
+            fields += [(f"leaf_{i}", leaf or "(empty)"), (f"leaf_hash_{i}", leaf_hash)]
+        out.append(_record(fields + [("root", tree["root"])]))
+    for size, index in _MERKLE_PROOFS:
+        tree = trees[size]
+        proof = tree["inclusion"][index]
+        out.append(_record([("record", "merkle-inclusion"), ("leaf", tree["leaves"][index] or "(empty)"),
+                            ("index", f"{index:08x}"), ("size", f"{size:08x}"), ("path", "".join(proof["path"])),
+                            ("root", tree["root"]), ("encoding", proof["encoded"])]))
+    return out
+
+
 def render(vectors: Path = VECTORS) -> str:
     """The whole generated block, BEGIN and END markers included."""
     key_agreement = json.loads((vectors / "key_agreement.json").read_text())
     locators = json.loads((vectors / "locators.json").read_text())
-    out = [BEGIN, "<!-- rfc/render_vectors.py wrote this from tests/vectors/key_agreement.json and "
-                  "tests/vectors/locators.json; do not edit by hand. -->", ""]
+    batch = json.loads((vectors / "batch.json").read_text())
+    merkle = json.loads((vectors / "merkle.json").read_text())
+    out = [BEGIN, "<!-- rfc/render_vectors.py wrote this from tests/vectors/key_agreement.json, locators.json, "
+                  "batch.json and merkle.json; do not edit by hand. -->", ""]
 
     anchors: dict[str, dict] = {}
     for case in key_agreement["valid"]:
@@ -149,6 +207,20 @@ def render(vectors: Path = VECTORS) -> str:
     for case in locators["invalid"]:
         out.append(_record([("record", "invalid-locator"), ("label", _slug(case["name"])),
                             ("encoding", case["binary_hex"])]))
+
+    out += ["## Taproot Batch {#vectors-batch}", "",
+            "One batch of three PATs ({{batch}}) from fixed keys: the batch form, the",
+            "signing of its one input (PAT 2 did not answer: an empty item), the nonce",
+            "of PAT 1, and PAT 1's taproot_batch locator. The signatures use",
+            f"aux_rand = {batch['aux_rand'][:8]}... (32 zero bytes), so they are reproducible;",
+            "any aux_rand gives valid signatures. Integers are big-endian hex;",
+            "\"absent\" lists the positions whose witness item is empty.", ""]
+    out += _batch_records(batch)
+    out += ["## Merkle Trees {#vectors-merkle}", "",
+            "Roots and inclusion proofs of the tree of {{merkle-tree}}. A leaf is",
+            "its data in hex (\"(empty)\" for zero bytes); encoding is the",
+            "InclusionProof of {{batch-locator}}.", ""]
+    out += _merkle_records(merkle)
     out.append(END)
     return "\n".join(out)
 

@@ -364,6 +364,238 @@ def check_invalid(record: dict) -> None:
         raise AssertionError(f"unknown record {kind}")
 
 
+# ---------------------------------------------------------------- taproot batches and the Merkle tree
+
+def tagged(tag: str, data: bytes) -> bytes:
+    """BIP340's TaggedHash(tag, data) = SHA256(SHA256(tag) || SHA256(tag) || data)."""
+    digest = hashlib.sha256(tag.encode()).digest()
+    return hashlib.sha256(digest + digest + data).digest()
+
+
+def _draft_tag(name: str) -> str:
+    """The tag the draft gives a Merkle hash: ``leaf_hash(d) = TaggedHash("milagro/merkle/leaf", ...``."""
+    return re.search(rf'{re.escape(name)} *= TaggedHash\("([^"]+)"', TEXT).group(1)
+
+
+MERKLE_LEAF_TAG, MERKLE_NODE_TAG, MERKLE_EMPTY_TAG = (_draft_tag("leaf_hash(d)"), _draft_tag("node_hash(l,r)"),
+                                                      _draft_tag("MTH({})"))
+#: The leaf template's opcodes, read from the draft: 0x20 T 0xad, 0x20 K_0 0xac, 0x20 K_i 0xba.
+LEAF_OPCODES = tuple(int(re.search(rf"0x20 {key} 0x([0-9a-f]{{2}})", TEXT).group(1), 16) for key in ("T", "K_0", "K_i"))
+
+
+def lift_x(x: bytes) -> Point:
+    return decode_point(b"\x02" + x)
+
+
+def bip340_verifies(key: bytes, message: bytes, signature: bytes) -> bool:
+    """BIP340 verification from the BIP's text: s*G - e*P = R, even y, x(R) = r."""
+    if len(signature) != 64:
+        return False
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    if r >= FIELD or s >= ORDER:
+        return False
+    e = int.from_bytes(tagged("BIP0340/challenge", signature[:32] + key + message), "big") % ORDER
+    point = GENERATOR * s + lift_x(key) * (ORDER - e)
+    return point != INFINITY and point.y() % 2 == 0 and point.x() == r
+
+
+def merkle_leaf(data: bytes) -> bytes:
+    return tagged(MERKLE_LEAF_TAG, len(data).to_bytes(4, "big") + data)
+
+
+def merkle_node(left: bytes, right: bytes) -> bytes:
+    return tagged(MERKLE_NODE_TAG, left + right)
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """MTH of the draft (RFC 9162's shape, recursively): split at the largest power of two < n."""
+    if not leaves:
+        return tagged(MERKLE_EMPTY_TAG, b"")
+    if len(leaves) == 1:
+        return merkle_leaf(leaves[0])
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return merkle_node(merkle_root(leaves[:k]), merkle_root(leaves[k:]))
+
+
+def merkle_path(leaves: list[bytes], index: int) -> list[bytes]:
+    """RFC 9162 section 2.1.3.1 PATH(m, D[n]), lowest sibling first."""
+    if len(leaves) <= 1:
+        return []
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    if index < k:
+        return merkle_path(leaves[:k], index) + [merkle_root(leaves[k:])]
+    return merkle_path(leaves[k:], index - k) + [merkle_root(leaves[:k])]
+
+
+def merkle_verify(data: bytes, index: int, size: int, path: list[bytes]) -> bytes:
+    """RFC 9162 section 2.1.3.2 with the draft's hashes; returns the root the path leads to."""
+    assert index < size, "index outside the tree"
+    fn, sn, r = index, size - 1, merkle_leaf(data)
+    for p in path:
+        assert sn != 0, "path longer than the tree"
+        if fn & 1 or fn == sn:
+            r = merkle_node(p, r)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = merkle_node(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    assert sn == 0, "path shorter than the tree"
+    return r
+
+
+def decode_inclusion_proof(raw: bytes) -> tuple[int, int, list[bytes]]:
+    assert len(raw) >= 9, "inclusion proof header"
+    index, size, count = int.from_bytes(raw[:4], "big"), int.from_bytes(raw[4:8], "big"), raw[8]
+    assert len(raw) == 9 + 32 * count, "inclusion proof length"
+    return index, size, [raw[9 + 32 * i:41 + 32 * i] for i in range(count)]
+
+
+def leaf_keys(leaf: bytes) -> tuple[bytes, list[bytes]]:
+    """(T, [K_0, ...]) of a leaf that is the draft's template byte for byte."""
+    n, rest = divmod(len(leaf) - 34, 34)
+    assert rest == 0 and 1 <= n <= 998, "leaf length is not 34 + 34*N"
+    keys = []
+    for i in range(n + 1):
+        item = leaf[34 * i:34 * i + 34]
+        opcode = LEAF_OPCODES[min(i, 2)]
+        assert item[0] == 0x20 and item[33] == opcode, f"leaf item {i} is not the template"
+        keys.append(item[1:33])
+    return keys[0], keys[1:]
+
+
+def taproot_output(internal: bytes, leaf: bytes) -> tuple[bytes, int]:
+    leaf_hash = tagged("TapLeaf", b"\xc0" + varint(len(leaf)) + leaf)
+    tweak = int.from_bytes(tagged("TapTweak", internal + leaf_hash), "big")
+    assert tweak < ORDER
+    q = lift_x(internal) + GENERATOR * tweak
+    return x_bytes(q), q.y() & 1
+
+
+def bip341_sighash(tx: dict, index: int, spent: list[tuple[int, bytes]], leaf: bytes) -> bytes:
+    """BIP341 SigMsg(0x00, ext_flag 1) with BIP342's extension, no annex, no code separator."""
+    sha = lambda data: hashlib.sha256(data).digest()  # noqa: E731
+    msg = b"\x00" + b"\x00" + tx["version"] + tx["locktime"]
+    msg += sha(b"".join(i["outpoint"] for i in tx["inputs"]))
+    msg += sha(b"".join(value.to_bytes(8, "little") for value, _ in spent))
+    msg += sha(b"".join(varint(len(script)) + script for _, script in spent))
+    msg += sha(b"".join(i["sequence"] for i in tx["inputs"]))
+    msg += sha(b"".join(o["value"] + varint(len(o["script"])) + o["script"] for o in tx["outputs"]))
+    msg += bytes([2]) + index.to_bytes(4, "little")                 # spend_type: ext_flag 1, no annex
+    msg += tagged("TapLeaf", b"\xc0" + varint(len(leaf)) + leaf) + b"\x00" + b"\xff\xff\xff\xff"
+    return tagged("TapSighash", msg)
+
+
+def _pat_keys(record: dict) -> list[bytes]:
+    return [h(record[f"pat_{i}_key"]) for i in range(sum(1 for name in record if re.fullmatch(r"pat_\d+_key", name)))]
+
+
+def check_batch(record: dict) -> None:
+    """The funding output of a batch: leaf template, tapleaf hash, output key, control block."""
+    leaf, tbs = h(record["leaf_script"]), h(record["tbs_key"])
+    assert leaf_keys(leaf) == (tbs, _pat_keys(record)), "leaf keys"
+    assert tagged("TapLeaf", b"\xc0" + varint(len(leaf)) + leaf).hex() == record["tapleaf_hash"]
+    q, parity = taproot_output(tbs, leaf)
+    assert (q.hex(), f"{parity:02x}") == (record["output_key"], record["output_parity"])
+    assert record["script_pubkey"] == "5120" + q.hex()
+    assert record["control_block"] == f"{0xc0 | parity:02x}" + tbs.hex()
+
+
+def check_batch_signing(record: dict) -> None:
+    """The unsigned batch, its sighash, every signature, and the witness of the signed batch."""
+    leaf, tbs, keys = h(record["leaf_script"]), h(record["tbs_key"]), _pat_keys(record)
+    assert leaf_keys(leaf) == (tbs, keys), "leaf keys"
+    script_pubkey = h(record["script_pubkey"])
+    q, parity = taproot_output(tbs, leaf)
+    assert script_pubkey == b"\x51\x20" + q and h(record["control_block"]) == bytes([0xc0 | parity]) + tbs
+    unsigned = h(record["unsigned_tx"])
+    # The unsigned transaction without witness: version, inputs, outputs, locktime.
+    r = Reader(unsigned)
+    tx = {"version": r.take(4)}
+    tx["inputs"] = [{"outpoint": r.take(36), "script_sig": r.take(r.varint()), "sequence": r.take(4)}
+                    for _ in range(r.varint())]
+    tx["outputs"] = [{"value": r.take(8), "script": r.take(r.varint())} for _ in range(r.varint())]
+    tx["locktime"] = r.take(4)
+    assert r.pos == len(unsigned)
+    markers = [o["script"] for o in tx["outputs"] if o["script"][:1] == b"\x6a" and o["script"][2:9] == MARKER_MAGIC]
+    assert markers == [b"\x6a\x28" + MARKER_MAGIC + b"\x02" + h(record["batch_root"])], "one 0x02 marker"
+    m = bip341_sighash(tx, 0, [(int(record["spent_value"], 16), script_pubkey)], leaf)
+    assert m.hex() == record["sighash"], "BIP341 script-path sighash"
+    signatures = [h(record[f"pat_{i}_signature"]) for i in range(len(keys))]
+    assert all(bip340_verifies(key, m, sig) for key, sig in zip(keys, signatures)), "a PAT signature"
+    assert bip340_verifies(tbs, m, h(record["tbs_signature"])), "the TBS signature"
+    absent = {int(i) for i in record["absent"].split(",") if i}
+    assert absent <= set(range(len(keys))), "absent names a position outside the leaf"
+    signed = parse_segwit_tx(h(record["batch_tx"]))
+    assert {k: v for k, v in signed.items() if k != "inputs"} == {k: v for k, v in tx.items() if k != "inputs"}
+    assert [{k: v for k, v in i.items() if k != "witness"} for i in signed["inputs"]] == tx["inputs"]
+    n = len(keys)
+    expected = [b"" if i in absent else signatures[i] for i in reversed(range(n))]
+    assert signed["inputs"][0]["witness"] == expected + [h(record["tbs_signature"]), leaf, h(record["control_block"])]
+
+
+def check_batch_nonce(record: dict) -> None:
+    """R = lift_x(sig[0:32]) and k = s - e*d' with k*G = R."""
+    d, k = scalar(record["pat_private_key"]), scalar(record["nonce_k"])
+    key, signature, m = h(record["pat_key"]), h(record["signature"]), h(record["sighash"])
+    public = GENERATOR * d
+    assert x_bytes(public) == key, "d*G is not the PAT key"
+    assert bip340_verifies(key, m, signature)
+    d_even = d if public.y() % 2 == 0 else ORDER - d
+    e = int.from_bytes(tagged("BIP0340/challenge", signature[:32] + key + m), "big") % ORDER
+    assert k == (int.from_bytes(signature[32:], "big") - e * d_even) % ORDER
+    assert encode_point(lift_x(signature[:32])).hex() == record["nonce_point"]
+    assert encode_point(GENERATOR * k) == h(record["nonce_point"])
+
+
+def check_batch_locator(record: dict) -> None:
+    encoding = h(record["encoding"])
+    body = h(record["position"]) + h(record["merkle_index"]) + h(record["merkle_size"])
+    path = h(record["merkle_path"])
+    body += bytes([len(path) // 32]) + path
+    fixed = (h(record["version"]) + h(record["network"]) + h(record["kind"]) + h(record["txid"])
+             + h(record["input_index"]) + h(record["block_hash"]))
+    assert len(h(record["position"])) == 2 and len(h(record["input_index"])) == 2
+    assert encoding == fixed + len(body).to_bytes(2, "big") + body
+    assert encoding[0] == 1 and encoding[1] <= 4 and encoding[2] == 2, "version, network, kind taproot_batch"
+    index, size, hashes = decode_inclusion_proof(encoding[73:])
+    certificate = h(record["certificate"])
+    digest = hashlib.sha256(certificate).digest()
+    assert digest.hex() == record["certificate_sha256"]
+    assert merkle_verify(digest, index, size, hashes).hex() == record["batch_root"]
+
+
+def check_merkle(record: dict) -> None:
+    kind = record["record"]
+    if kind == "merkle-empty":
+        assert merkle_root([]).hex() == record["root"]
+        return
+    def leaf_data(value: str) -> bytes:
+        return b"" if value == "(empty)" else h(value)
+    if kind == "merkle-tree":
+        size = int(record["size"], 16)
+        leaves = [leaf_data(record[f"leaf_{i}"]) for i in range(size)]
+        assert f"leaf_{size}" not in record
+        assert [merkle_leaf(leaf).hex() for leaf in leaves] == [record[f"leaf_hash_{i}"] for i in range(size)]
+        assert merkle_root(leaves).hex() == record["root"]
+        return
+    index, size = int(record["index"], 16), int(record["size"], 16)
+    path = h(record["path"])
+    hashes = [path[i:i + 32] for i in range(0, len(path), 32)]
+    assert merkle_verify(leaf_data(record["leaf"]), index, size, hashes).hex() == record["root"]
+    assert decode_inclusion_proof(h(record["encoding"])) == (index, size, hashes)
+    assert h(record["encoding"])[:8] == h(record["index"]) + h(record["size"])
+
+
+BATCH_CHECKERS = {"batch": check_batch, "batch-signing": check_batch_signing, "batch-nonce": check_batch_nonce,
+                  "batch-locator": check_batch_locator, "merkle-empty": check_merkle, "merkle-tree": check_merkle,
+                  "merkle-inclusion": check_merkle}
+
+
 def check(record: dict, anchors: dict[str, dict]) -> None:
     kind = record["record"]
     if kind == "anchor":
@@ -372,6 +604,8 @@ def check(record: dict, anchors: dict[str, dict]) -> None:
         check_handshake(record, anchors)
     elif kind == "locator":
         check_locator(record)
+    elif kind in BATCH_CHECKERS:
+        BATCH_CHECKERS[kind](record)
     else:
         check_invalid(record)
 
@@ -404,7 +638,7 @@ def _flip(value: str) -> str:
 
 
 _HEX = re.compile(r"[0-9a-f]+")
-_CHECKED = [r for r in RECORDS if r["record"] in ("anchor", "handshake", "locator")]
+_CHECKED = [r for r in RECORDS if r["record"] in ("anchor", "handshake", "locator", *BATCH_CHECKERS)]
 _FLIPS = [(i, name) for i, r in enumerate(_CHECKED) for name, value in r.items()
           if name not in ("record", "label") and _HEX.fullmatch(value)]
 
