@@ -80,6 +80,11 @@ class Context(ssl.SSLContext):
     chain         a ChainSource or a chain spec (regtest://DIR, bitcoind://..., esplora+https://...)
     headers       a HeaderChain or its file path (default: the per-network file; ":memory:" works)
     suites        "ecdh", "yak", suite names or SuiteSpecs, in preference order (default: all)
+    accept_anchored_clients  server only: any client whose anchor verifies may connect; an
+                        unpinned one has no name (getpeercert()["authenticated"] is False) and the
+                        application identifies it by getpeercert()["locator"], which the handshake
+                        verified from the chain (a D-TA binds logins to it). Servers this
+                        context connects to are still authenticated by pinning.
     standard_fallback   client: also offer standard ECDHE suites to servers that are NOT pinned,
                         verified as X.509 against this context's CA store (load_verify_locations,
                         else the system store)
@@ -95,7 +100,8 @@ class Context(ssl.SSLContext):
                  headers: HeaderChain | str | None = None, home: str | os.PathLike | None = None,
                  suites=None, min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS,
                  require_client_identity: bool = False, allowed_client_roles: Iterable[str] | None = None,
-                 accept_any_anchored_peer_unauthenticated: bool = False, standard_fallback: bool = False,
+                 accept_any_anchored_peer_unauthenticated: bool = False, accept_anchored_clients: bool = False,
+                 standard_fallback: bool = False,
                  fallback_certificate: tuple[str, str | None] | None = None,
                  session_lifetime: float = DEFAULT_SESSION_LIFETIME, sync_interval: float = DEFAULT_INTERVAL,
                  max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE,
@@ -131,6 +137,7 @@ class Context(ssl.SSLContext):
             require_client_identity=require_client_identity,
             allowed_client_roles=frozenset(allowed_client_roles) if allowed_client_roles is not None else None,
             accept_any_anchored_peer_unauthenticated=accept_any_anchored_peer_unauthenticated,
+            accept_anchored_clients=accept_anchored_clients,
             session_cache=self.session_cache, session_lifetime=session_lifetime,
             staple_cache=VerifiedStapleCache())
         if accept_any_anchored_peer_unauthenticated:

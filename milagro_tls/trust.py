@@ -273,7 +273,8 @@ class AuthenticatedPeer:
 
 def authenticate_peer(identity: PeerIdentity, store: TrustStore, *, expected_name: str | None = None,
                       allowed_roles: frozenset[str] | None = None,
-                      accept_any_anchored_peer_unauthenticated: bool = False) -> AuthenticatedPeer:
+                      accept_any_anchored_peer_unauthenticated: bool = False,
+                      accept_unpinned_client: bool = False) -> AuthenticatedPeer:
     """Authenticate a verified peer against the store, or raise PeerNotTrusted (fail closed).
 
     An entry matches when it pins the peer's anchor (the block hash is not compared, see
@@ -284,6 +285,12 @@ def authenticate_peer(identity: PeerIdentity, store: TrustStore, *, expected_nam
     ``authenticated=False`` and a warning each time; ``allowed_roles`` then checks the
     certificate's role, which is self-asserted. Pinning still wins: a match is checked as
     usual, and a peer other than the anchor ``expected_name`` is pinned to is refused.
+
+    ``accept_unpinned_client`` is the server side's narrower form (``Context(
+    accept_anchored_clients=True)``): an unpinned client is accepted the same way, with
+    ``authenticated=False`` and no name, because the application identifies it by its verified
+    locator (a D-TA binds a login to it). It is logged at INFO, not as a warning: nothing is
+    claimed for a name, and such a server sees unpinned clients all day.
     """
     anchor = _describe(identity.locator)
     matches = store.entries_for(identity.locator)
@@ -295,14 +302,17 @@ def authenticate_peer(identity: PeerIdentity, store: TrustStore, *, expected_nam
             raise PeerNotTrusted(f"{expected_name!r} is pinned to another anchor, not the peer's {anchor}")
         matches = named
     if not matches:
-        if not accept_any_anchored_peer_unauthenticated:
+        if not (accept_any_anchored_peer_unauthenticated or accept_unpinned_client):
             wanted = f" (expected {expected_name!r})" if expected_name is not None else ""
             raise PeerNotTrusted(f"peer anchor {anchor} is not in the trust store{wanted}")
         if allowed_roles is not None and identity.certificate.role not in allowed_roles:
             raise PeerNotTrusted(f"unpinned peer's self-asserted role {identity.certificate.role!r} "
                                  f"is not among the allowed roles {sorted(allowed_roles)}")
-        log.warning("accepting UNAUTHENTICATED peer: anchor %s is not pinned; its certificate's name %r "
-                    "and role %r are self-asserted", anchor, identity.certificate.name, identity.certificate.role)
+        if accept_any_anchored_peer_unauthenticated:
+            log.warning("accepting UNAUTHENTICATED peer: anchor %s is not pinned; its certificate's name %r "
+                        "and role %r are self-asserted", anchor, identity.certificate.name, identity.certificate.role)
+        else:
+            log.info("unpinned client identified by its verified anchor %s (no name)", anchor)
         return AuthenticatedPeer(identity, None, False)
     entry = matches[0]
     if allowed_roles is not None and not entry.roles & allowed_roles:

@@ -30,6 +30,9 @@ class HandshakeConfig:
     allowed_client_roles: frozenset[str] | None = None
     #: Loud opt-in: accept any peer whose anchor verifies, reported as unauthenticated.
     accept_any_anchored_peer_unauthenticated: bool = False
+    #: Server only: any client whose anchor verifies may connect, unpinned ones with no name and
+    #: authenticated=False; the application identifies them by their verified locator.
+    accept_anchored_clients: bool = False
     #: Server: sessions it may resume. Client: how long it offers a session it holds.
     session_cache: SessionCache | None = None
     #: Staples verified before (by their bytes): repeat peers skip the SPV check, not the chain check.

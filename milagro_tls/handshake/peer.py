@@ -74,12 +74,15 @@ class VerifiedStapleCache:
 
 def verify_peer(locator: Locator, staple: Staple, config: HandshakeConfig, *,
                 expected_name: str | None = None,
-                allowed_roles: frozenset[str] | None = None) -> AuthenticatedPeer:
+                allowed_roles: frozenset[str] | None = None, client: bool = False) -> AuthenticatedPeer:
+    """``client``: the peer is our client (we are the server), so the server-only
+    ``accept_anchored_clients`` applies; it never applies to a server we connect to."""
     identity = _verified_identity(locator, staple, config)
     try:
         return authenticate_peer(
             identity, config.trust, expected_name=expected_name, allowed_roles=allowed_roles,
-            accept_any_anchored_peer_unauthenticated=config.accept_any_anchored_peer_unauthenticated)
+            accept_any_anchored_peer_unauthenticated=config.accept_any_anchored_peer_unauthenticated,
+            accept_unpinned_client=client and config.accept_anchored_clients)
     except TrustError as exc:
         raise PeerNotAuthenticated(f"anchor {locator.txid_hex} ({identity.certificate.name!r}): {exc}") from None
 
@@ -110,7 +113,7 @@ def _verified_identity(locator: Locator, staple: Staple, config: HandshakeConfig
 
 
 def reauthenticate(peer: AuthenticatedPeer | None, config: HandshakeConfig, *, expected_name: str | None = None,
-                   allowed_roles: frozenset[str] | None = None) -> AuthenticatedPeer | None:
+                   allowed_roles: frozenset[str] | None = None, client: bool = False) -> AuthenticatedPeer | None:
     """A resumed session's peer, checked against today's trust store (a pin may be gone, or
     the session may be offered for another name) without touching the chain."""
     if peer is None:
@@ -118,6 +121,7 @@ def reauthenticate(peer: AuthenticatedPeer | None, config: HandshakeConfig, *, e
     try:
         return authenticate_peer(
             peer.identity, config.trust, expected_name=expected_name, allowed_roles=allowed_roles,
-            accept_any_anchored_peer_unauthenticated=config.accept_any_anchored_peer_unauthenticated)
+            accept_any_anchored_peer_unauthenticated=config.accept_any_anchored_peer_unauthenticated,
+            accept_unpinned_client=client and config.accept_anchored_clients)
     except TrustError as exc:
         raise PeerNotAuthenticated(f"resumed session's peer {peer.identity.locator.txid_hex}: {exc}") from None

@@ -94,7 +94,8 @@ class ServerHandshake:
         return session
 
     def _resume_as_server(self, session, server_hello) -> State:
-        self.peer = reauthenticate(session.peer, self.config, allowed_roles=self.config.allowed_client_roles)
+        self.peer = reauthenticate(session.peer, self.config, allowed_roles=self.config.allowed_client_roles,
+                                   client=True)
         self.master_secret = session.master_secret
         self.session = session
         self.session_reused = True
@@ -139,7 +140,7 @@ class ServerHandshake:
         client = None
         if self._peer_locator is not None:
             client = verify_peer(self._peer_locator, message.staple, self.config,
-                                 allowed_roles=self.config.allowed_client_roles)
+                                 allowed_roles=self.config.allowed_client_roles, client=True)
         premaster = self._key_exchange.server_premaster(message, client.identity if client else None)
         self.peer = client
         self.master_secret = extended_master_secret(self.suite, premaster, self._transcript.digest())
