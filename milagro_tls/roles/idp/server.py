@@ -22,6 +22,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, UnauthorizedClientError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint, DeviceCodeGrant, DeviceCredentialDict
+from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode, OpenIDToken
 from sqlalchemy import insert, select, update
@@ -347,6 +348,14 @@ def build_server(app, config: IdPConfig) -> AuthorizationServer:
     server.register_grant(RefreshGrant)
     server.register_grant(DeviceGrant, [DeviceIdTokens()])
     server.register_endpoint(DeviceEndpoint)
+
+    class Issuer(IssuerParameter):
+        # RFC 9207: every authorization response names its issuer, so a client of several
+        # IdPs (a D-TA) can refuse a response that another IdP sent it (mix-up attacks).
+        def get_issuer(self) -> str:
+            return config.issuer
+
+    server.register_extension(Issuer())
     return server
 
 

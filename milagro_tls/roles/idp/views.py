@@ -19,6 +19,7 @@ import secrets
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError, scope_to_list
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
@@ -149,7 +150,9 @@ def _oauth_error(error: OAuth2Error):
     """To the client's redirect URI when Authlib validated it; otherwise a page for the person
     (RFC 6749 4.1.2.1: never redirect to an unregistered URI)."""
     if error.redirect_uri:
-        return _idp().server.handle_error_response(None, error)
+        response = _idp().server.handle_error_response(None, error)
+        response.location = add_params_to_uri(response.location, {"iss": _idp().config.issuer})    # RFC 9207
+        return response
     return error_page(error.get_error_description() or error.error, status=error.status_code or 400)
 
 
@@ -347,6 +350,7 @@ def discovery_document(config) -> dict:
         "id_token_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "name",
                              "preferred_username"],
         "prompt_values_supported": ["none", "login", "consent"],

@@ -149,7 +149,7 @@ def test_prompt_none_without_a_session_is_login_required_at_the_redirect_uri(bro
     params = authorize_params(public_client.client_id, challenge, prompt="none")
     response = browser.get("/authorize", query_string=params)
     assert response.status_code == 302 and location(response).startswith(REDIRECT_URI + "?")
-    assert query_of(location(response)) == {"error": "login_required", "state": params["state"]}
+    assert query_of(location(response)) == {"error": "login_required", "state": params["state"], "iss": ISSUER}
 
 
 def test_prompt_none_without_consent_is_consent_required(browser, public_client):
@@ -158,7 +158,7 @@ def test_prompt_none_without_consent_is_consent_required(browser, public_client)
     _, challenge = pkce_pair()
     params = authorize_params(public_client.client_id, challenge, prompt="none")
     response = browser.get("/authorize", query_string=params)
-    assert query_of(location(response)) == {"error": "consent_required", "state": params["state"]}
+    assert query_of(location(response)) == {"error": "consent_required", "state": params["state"], "iss": ISSUER}
 
 
 def test_prompt_none_with_session_and_consent_issues_a_code(browser, public_client):
@@ -203,7 +203,16 @@ def test_a_denied_consent_is_access_denied(browser, public_client):
     _, challenge = pkce_pair()
     params = authorize_params(public_client.client_id, challenge)
     answer = query_of(location(authorize(browser, params, approve=False)))
-    assert answer["error"] == "access_denied" and answer["state"] == params["state"]
+    assert answer["error"] == "access_denied" and answer["state"] == params["state"] and answer["iss"] == ISSUER
+
+
+def test_every_authorization_response_names_the_issuer_rfc_9207(browser, public_client):
+    _, challenge = pkce_pair()
+    params = authorize_params(public_client.client_id, challenge)
+    answer = query_of(location(authorize(browser, params)))
+    assert set(answer) == {"code", "state", "iss"} and answer["iss"] == ISSUER
+    assert browser.get("/.well-known/openid-configuration").get_json()[
+        "authorization_response_iss_parameter_supported"] is True
 
 
 def test_a_bad_password_shows_the_login_page_again_with_401(browser):
