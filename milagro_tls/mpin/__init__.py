@@ -22,6 +22,9 @@ from .identity import (
     DST_ID, DST_TP, MpinIdentity, authentication_point, day_number, decode_identity,
     encode_identity, hash_identity, hash_time_permit, today,
 )
+from .protocol import (
+    Challenge, MpinClient, MpinServer, Pass1, Pass2, PendingAuth, extract_pin,
+)
 from .shares import (
     MasterSecret, ShareKind, SignedShare, client_secret_share, combine_g1, combine_g2,
     issue_client_secret, issue_server_secret, issue_time_permit, server_secret_share, sign_share,
@@ -39,4 +42,5 @@ __all__ = [
     "MasterSecret", "ShareKind", "SignedShare", "client_secret_share", "combine_g1", "combine_g2",
     "issue_client_secret", "issue_server_secret", "issue_time_permit", "server_secret_share",
     "sign_share", "time_permit_share", "verify_share",
+    "Challenge", "MpinClient", "MpinServer", "Pass1", "Pass2", "PendingAuth", "extract_pin",
 ]
