@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     capture_command.register(sub)
     from ..roles.idp import cli as idp_cli
     idp_cli.register(sub)
+    from ..roles.dta import cli as dta_cli
+    dta_cli.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
