@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     idp_cli.register(sub)
     from ..roles.dta import cli as dta_cli
     dta_cli.register(sub)
+    from ..roles.service import cli as service_cli
+    service_cli.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
