@@ -179,3 +179,21 @@ def alice_sub(idp) -> str:
             return connection.execute(select(idp_tables.users.c.sub).where(idp_tables.users.c.username == "alice")).scalar_one()
     finally:
         store.close()
+
+
+def test_an_idp_reached_over_ordinary_https_with_its_ca_file(world, dta_server, idp_for_dta):
+    """--idp-ca instead of --idp-trust (an IdP with only X.509): the same login works."""
+    plain = dta_server("dta-x509", idp=idp_for_dta, pinned=False)
+    alice = PartyClient(world, plain, "alice")
+    try:
+        started = alice.post("/login/start", {"idp": idp_for_dta.issuer, "method": "code"}).json()
+        someone = person(idp_for_dta, plain)
+        try:
+            assert "login-done" in parse(someone.walk(started["browser_url"]).text).ids
+        finally:
+            someone.close()
+        shares = alice.post("/shares/client", {"login_nonce": started["login_nonce"]})
+        assert shares.status_code == 200 and shares.json()["sub"] == alice_sub(idp_for_dta)
+    finally:
+        alice.close()
+    assert "--idp-ca" in " ".join(plain.process.args) and "--idp-trust" not in " ".join(plain.process.args)
