@@ -45,13 +45,18 @@ from ...mpin import (
 from ...mpin.protocol import Challenge
 
 __all__ = [
-    "DtaError", "DtaRequestError", "DtaPeerError", "LoginFailed", "LoginStart", "ClientShares",
+    "DtaError", "DtaRequestError", "DtaConnectError", "DtaPeerError", "LoginFailed", "LoginStart", "ClientShares",
     "DtaClient", "MpinCredential", "combine_shares", "credential_path", "ServiceRejected",
     "mpin_authenticate",
 ]
 
 #: Poll interval while a person logs in at the browser (the D-TA itself paces device polls).
 DEFAULT_POLL_INTERVAL = 1.0
+#: Connection attempts, one second apart. A D-TA whose header chain has not seen the block of a
+#: freshly anchored party's anchor refuses the handshake (certificate_unknown) and syncs at once;
+#: the next attempt passes. Only a failure to connect is retried: the request never reached the
+#: D-TA, so repeating it cannot issue anything twice.
+CONNECT_ATTEMPTS = 5
 
 
 class DtaError(MilagroError):
@@ -70,6 +75,10 @@ class DtaRequestError(DtaError):
     @property
     def error(self) -> str | None:
         return self.body.get("error") if isinstance(self.body, dict) else None
+
+
+class DtaConnectError(DtaError):
+    """No milagro-tls connection to the D-TA (refused, unreachable, or the handshake failed)."""
 
 
 class DtaPeerError(DtaError):
@@ -169,10 +178,20 @@ class DtaClient:
             raise DtaPeerError(f"{self.base_url} is anchored as a {certificate.role!r}, not a 'dta'")
 
     def _request(self, method: str, path: str, what: str, **kwargs) -> tuple[int, Any]:
-        with self.http.stream(method, path, extensions={"sni_hostname": self.sni_hostname}, **kwargs) as response:
-            sock = response.extensions["network_stream"].get_extra_info("socket")
-            self._check_peer(sock.getpeercert() if sock is not None else None)
-            response.read()
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                with self.http.stream(method, path, extensions={"sni_hostname": self.sni_hostname},
+                                      **kwargs) as response:
+                    sock = response.extensions["network_stream"].get_extra_info("socket")
+                    self._check_peer(sock.getpeercert() if sock is not None else None)
+                    response.read()
+                break
+            except httpx.ConnectError as exc:
+                if attempt == CONNECT_ATTEMPTS:
+                    raise DtaConnectError(f"{what}: cannot connect to {self.base_url}: {exc}") from None
+                time.sleep(1.0)
+            except httpx.HTTPError as exc:
+                raise DtaConnectError(f"{what}: {self.base_url}: {type(exc).__name__}: {exc}") from None
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
@@ -381,7 +400,7 @@ def mpin_authenticate(http: httpx.Client, base_url: str, credential: MpinCredent
     base_url = base_url.rstrip("/")
     attempt = credential.client()
     kwargs = {"extensions": extensions} if extensions else {}
-    first = http.post(f"{base_url}/mpin/pass1", json=attempt.pass1().to_json(), **kwargs)
+    first = _post(http, f"{base_url}/mpin/pass1", attempt.pass1().to_json(), kwargs)
     body = _json(first)
     if first.status_code != 200:
         raise ServiceRejected(first.status_code, body)
@@ -390,12 +409,25 @@ def mpin_authenticate(http: httpx.Client, base_url: str, credential: MpinCredent
         session = body["session"]
     except (KeyError, TypeError, MpinError) as exc:
         raise DtaError(f"the service's pass-1 answer is malformed: {exc}") from None
-    second = http.post(f"{base_url}/mpin/pass2",
-                       json={"session": session, **attempt.pass2(challenge, pin).to_json()}, **kwargs)
+    second = _post(http, f"{base_url}/mpin/pass2", {"session": session, **attempt.pass2(challenge, pin).to_json()},
+                   kwargs)
     body = _json(second)
     if second.status_code != 200:
         raise ServiceRejected(second.status_code, body)
     return body
+
+
+def _post(http: httpx.Client, url: str, body: dict, kwargs: dict) -> httpx.Response:
+    """POST, retrying only a failure to connect (as DtaClient does: nothing was delivered)."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return http.post(url, json=body, **kwargs)
+        except httpx.ConnectError as exc:
+            if attempt == CONNECT_ATTEMPTS:
+                raise DtaConnectError(f"cannot connect to {url}: {exc}") from None
+            time.sleep(1.0)
+        except httpx.HTTPError as exc:
+            raise DtaConnectError(f"{url}: {type(exc).__name__}: {exc}") from None
 
 
 def _json(response: httpx.Response) -> Any:

@@ -7,7 +7,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
-from ...chain.spec import open_source
 from ...mpin import MpinServer, combine_g2
 from ..dta.client import DtaClient, DtaError
 from ..home import RoleHome
