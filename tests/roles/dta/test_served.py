@@ -197,3 +197,41 @@ def test_an_idp_reached_over_ordinary_https_with_its_ca_file(world, dta_server, 
     finally:
         alice.close()
     assert "--idp-ca" in " ".join(plain.process.args) and "--idp-trust" not in " ".join(plain.process.args)
+
+
+def test_an_issuance_receipt_is_anchored_and_its_inclusion_verifies_against_the_chain(world, dta_server, idp_for_dta):
+    """A D-TA with 2-second log periods: the receipt's leaf is in a root on the D-TA's own
+    anchor chain, checked against headers alone."""
+    from milagro_tls.chain.verify import resolve_anchor
+    from milagro_tls.roles.activitylog import verify_log_inclusion
+
+    logging_dta = dta_server("dta-log", idp=idp_for_dta, period=2)
+    alice = PartyClient(world, logging_dta, "alice")
+    try:
+        started = alice.post("/login/start", {"idp": idp_for_dta.issuer, "method": "code"}).json()
+        someone = person(idp_for_dta, logging_dta)
+        try:
+            assert "login-done" in parse(someone.walk(started["browser_url"]).text).ids
+        finally:
+            someone.close()
+        receipt = alice.post("/shares/client", {"login_nonce": started["login_nonce"]}).json()["receipt"]
+    finally:
+        alice.close()
+    leaf = bytes.fromhex(receipt["leaf"])
+    with httpx.Client(verify=ssl.create_default_context(cafile=logging_dta.ca_file), timeout=30) as http:
+        deadline = time.monotonic() + 90
+        while True:
+            found = http.get(logging_dta.base_url + "/.well-known/milagro/activity-log/inclusion",
+                             params={"leaf": leaf.hex()})
+            if found.status_code == 200:
+                break
+            assert found.status_code == 409, found.text              # not anchored yet
+            assert time.monotonic() < deadline, logging_dta.log()[-3000:]
+            world.source.mine(1)
+            time.sleep(0.5)
+    world.source.mine(1)
+    party = logging_dta.party()
+    headers = world.headers()
+    identity, proof = resolve_anchor(party.locator, party.certificate, world.source, headers)
+    verified = verify_log_inclusion(found.json(), leaf, identity, proof.tx, world.source, headers)
+    assert verified.period == receipt["period"]
