@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from ...errors import IdentityError
 from ...identity.keys import write_key_file
-from ...trust import TrustEntry, TrustStore, TrustStoreError
+from ...trust import TrustEntry, TrustStore
 from ..store import insert_or_ignore
 from . import rp, tables
 
