@@ -437,3 +437,20 @@ def test_both_dtas_logs_are_anchored_with_working_inclusion_proofs(deployment, w
         other = identities["dta-b" if dta.name == "dta-a" else "dta-a"]
         with pytest.raises(RootNotInChain):
             verify_log_inclusion(doc, leaf, other[0], other[1].tx, world.source, headers)
+
+
+def test_a_service_not_registered_at_a_dta_does_not_start(deployment, served_chain, tmp_path):
+    """The D-TAs give SS_i only to services registered with ``milagro dta service add``: an
+    unregistered one exits 1 naming the D-TA and its refusal, and a single --dta is refused."""
+    home = tmp_path / "rogue-service"
+    home.mkdir()
+    trust_file = home / "dta-trust.json"
+    trust_file.write_text(json.dumps([deployment.a.trust_entry("dta-a"), deployment.b.trust_entry("dta-b")]))
+    chain = f"regtest://{served_chain.chain_dir}"
+    base = ["service", "serve", "--home", str(home), "--chain", chain, "--port", "0", "--dta-trust", str(trust_file)]
+    refused = milagro(*base, "--dta", f"dta-a={deployment.a.base_url}", "--dta", f"dta-b={deployment.b.base_url}")
+    assert refused.returncode == 1
+    assert f"D-TA dta-a at {deployment.a.base_url}" in refused.stderr and "403 service_not_registered" in refused.stderr
+    alone = milagro(*base, "--dta", f"dta-a={deployment.a.base_url}")
+    assert alone.returncode == 1 and "at least 2 D-TAs" in alone.stderr
+    assert not (home / "mpin" / "server-secret.json").exists()
