@@ -134,7 +134,7 @@ class Party:
     def create(cls, home: Path, source: ChainSource, *, role: str, name: str,
                urls: tuple[str, ...] = (), role_data: dict | None = None,
                fee_rate: float | None = None, confirm_blocks: int = 6,
-               root_chains: Sequence[MarkerType] = ()) -> "Party":
+               root_chains: Sequence[MarkerType] = (), batch_key: bytes | None = None) -> "Party":
         """Generate keys and a certificate, fund the anchor from the anchoring wallet and
         broadcast both. On regtest the faucet funds the wallet and ``confirm_blocks`` blocks
         are mined (0: none), so the locator is known; elsewhere, and with 0, the party is
@@ -146,6 +146,8 @@ class Party:
         ``root_chains`` (marker types 2, 3, 4; at most one chain each) makes a chain key
         (chain.key, 0600) that the certificate names, and one chain output per type in the
         anchor (output 2 + i): identity.rootchain.RootAnchorer anchors those roots.
+
+        ``batch_key`` (x-only, 32 bytes) is named in the certificate: a TBS's batching key.
         """
         chain_types = tuple(root_chains)
         if any(type(t) not in (int, MarkerType) or t not in ROOT_CHAIN_TYPES for t in chain_types):
@@ -173,7 +175,7 @@ class Party:
             chains = tuple(RootChainEntry(MarkerType(t), chain_key.public_key) for t in chain_types)
         certificate = BirthCertificate(role=role, name=name, pubkey=key.public_key,
                                        network=source.network.label, urls=tuple(urls), role_data=role_data,
-                                       root_chains=chains)
+                                       root_chains=chains, batch_key=batch_key)
         (directory / "certificate.json").write_bytes(certificate.canonical_bytes())
 
         made: list[Party] = []

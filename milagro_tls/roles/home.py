@@ -86,7 +86,7 @@ class RoleHome:
 
     def ensure_identity(self, source: ChainSource, *, urls: Sequence[str] = (), role_data: dict | None = None,
                         root_chains: Sequence[MarkerType] = (MarkerType.ACTIVITY_LOG_ROOT,),
-                        confirm_blocks: int = 6) -> Party:
+                        confirm_blocks: int = 6, batch_key: bytes | None = None) -> Party:
         """The role's anchored identity: created (and anchored) on first start, confirmed if it
         was left pending, and checked against what the role asks for. An anchored certificate
         cannot change: a different role or a missing root chain is a RoleHomeError, never a
@@ -94,13 +94,15 @@ class RoleHome:
         if not self.has_identity():
             return Party.create(self.path, source, role=self.role, name=self.name, urls=tuple(urls),
                                 role_data=role_data, root_chains=tuple(root_chains),
-                                confirm_blocks=confirm_blocks)
+                                confirm_blocks=confirm_blocks, batch_key=batch_key)
         party = self.party()
         certificate = party.certificate
         if certificate.role != self.role:
             raise RoleHomeError(f"identity {self.name!r} in {self.path} is a {certificate.role!r}, not a {self.role!r}")
         anchored = {entry.type for entry in certificate.root_chains}
         missing = [MarkerType(kind).name for kind in root_chains if MarkerType(kind) not in anchored]
+        if batch_key is not None and certificate.batch_key != batch_key:
+            raise RoleHomeError(f"identity {self.name!r} in {self.path} does not name this batch key")
         if missing:
             raise RoleHomeError(f"identity {self.name!r} was anchored without the root chain(s) {', '.join(missing)}; "
                                 "a new identity (another name or home) is needed")
