@@ -1,10 +1,11 @@
 """Share issuance: CS_i and TP_i to the party that finished a login, SS_i to registered services.
 
 Every share is signed by the D-TA's anchored identity key (mpin.shares), recorded with the
-locator that received it, and (client shares) logged: one activity-log leaf per issuance,
+locator that received it, and logged: one activity-log leaf per issuance,
 
     leaf = SHA256(salt32 ‖ u16be(len ID) ‖ ID ‖ u64be(period) ‖ share_digest)
     share_digest = SHA256(CS.digest() ‖ TP.digest())       (SignedShare.digest: SHA256 of its canonical JSON)
+                   SS.digest()                            (a server share; ID = the service's locator)
 
 with a fresh salt that only the user gets in the receipt, so the public log links the leaf to
 nobody. The claim of the login, the records and the leaf commit in one transaction: an issued
@@ -89,8 +90,19 @@ class Issuer:
             now = int(self.clock())
             ss = issue_server_secret(self.master, self.key, dta=self.name, dta_locator=self.locator,
                                      recipient=peer, issued=now)
-            self._record(connection, ss, peer, now)
-        return {"server_secret": ss.to_json(), "service": service.name}
+            # Logged like client shares; the "ID" is the service's locator (binary form), which
+            # the salt hides from the public log as it hides a user's.
+            salt, period, leaf = os.urandom(SALT_SIZE), None, None
+            if self.log is not None:
+                appended = self.log.append(lambda p: share_leaf(salt, peer.encode(), p, ss.digest()),
+                                           connection=connection)
+                period, leaf = appended.period, appended.leaf
+            self._record(connection, ss, peer, now, period=period)
+        answer = {"server_secret": ss.to_json(), "service": service.name}
+        if leaf is not None:
+            answer["receipt"] = {"period": period, "leaf": leaf.hex(), "salt": salt.hex(),
+                                 "share_digest": ss.digest().hex(), "dta": self.name}
+        return answer
 
     @staticmethod
     def _record(connection, share: SignedShare, peer: Locator, now: int, *, period=None, nonce_sha256=None) -> None:

@@ -8,9 +8,12 @@ import json
 import struct
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from sqlalchemy import select
 
 from milagro_tls.mpin import MpinIdentity, ShareKind, SignedShare, day_number, verify_share
+from milagro_tls.roles.activitylog import LeafNotAnchored
 from milagro_tls.roles.dta import tables
 from milagro_tls.roles.dta.issuance import add_service, revoke_user
 
@@ -138,6 +141,14 @@ def test_server_share_for_a_registered_service(dta_unit):
     share = verify_share(SignedShare.from_json(doc["server_secret"]), dta_unit.key.public_key,
                          kind=ShareKind.SERVER_SECRET, recipient=service)
     assert share.identity is None and doc["service"] == "checkout"
+    # Logged like a client share: the leaf hides the service's locator behind the receipt's salt.
+    receipt = doc["receipt"]
+    ident = service.encode()
+    leaf = hashlib.sha256(bytes.fromhex(receipt["salt"]) + struct.pack(">H", len(ident)) + ident
+                          + struct.pack(">Q", receipt["period"]) + share.digest()).digest()
+    assert receipt["leaf"] == leaf.hex() and receipt["share_digest"] == share.digest().hex()
+    with pytest.raises(LeafNotAnchored):           # in the log, waiting for its period's root
+        dta_unit.log.inclusion(leaf)
 
 
 # --- refusals (issue 15's server-side negative tests) ---------------------------------------
