@@ -7,17 +7,22 @@ checked by the caller against its own HeaderChain. What headers cannot prove
 the methods that return such answers say so in their names and docs.
 
 Implementations: the embedded regtest node (``EmbeddedSource``), bitcoind JSON-RPC
-(``RpcSource``, which also talks to ``milagro chain serve``) and Esplora REST
-(``EsploraSource``); their async twins implement ``AsyncChainSource``. ``spec.open_source``
-builds one from ``regtest://DIR``, ``bitcoind://...`` or ``esplora+https://...``.
+(``RpcSource``, which also talks to ``milagro chain serve``), Esplora REST (``EsploraSource``)
+and a TBS's chain endpoints for thin clients (``TbsSource``, which serves proofs, not blocks);
+their async twins implement ``AsyncChainSource``. ``spec.open_source`` builds one from
+``regtest://DIR``, ``bitcoind://...``, ``esplora+https://...`` or ``tbs://HOST:PORT``.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import SourceError
 from .network import Network
+
+if TYPE_CHECKING:
+    from .proof import AnchorProof
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,13 @@ class ChainSource(abc.ABC):
     def fee_rate_unverified(self, target_blocks: int = 6) -> float | None:
         """Estimated fee rate in sat/vB to confirm within ``target_blocks``, or None when the
         source has no estimate (regtest, a fresh node): **the source's word**; callers clamp it."""
+        return None
+
+    def anchor_proof(self, txid: bytes, block_hash: bytes, height: int) -> "AnchorProof | None":
+        """The proof bundle for ``txid`` in ``block_hash``, assembled by the source, or None when
+        the source serves blocks and the caller assembles it (the default). A thin client's
+        source (tbs://) answers here so that it never downloads a block. Unverified: callers
+        check it against their own headers (chain.verify), as any proof."""
         return None
 
     @abc.abstractmethod

@@ -10,8 +10,11 @@
     esplora+https://HOST/PATH          an Esplora REST API (``https://blockstream.info/api``)
     esplora+http://HOST/PATH           the same over plain HTTP: for loopback and tests (our chain
                                        server's REST), not for a server across a network
+    tbs://HOST:PORT                    a TBS's chain endpoints (chain.tbs_source): headers and
+                                       proofs for a thin client, over HTTPS without certificate
+                                       verification (headers prove themselves by proof of work)
 
-``?network=mainnet|testnet3|testnet4|signet|regtest`` (Esplora) and ``?chain=`` (bitcoind)
+``?network=mainnet|testnet3|testnet4|signet|regtest`` (Esplora, tbs) and ``?chain=`` (bitcoind)
 name the network expected; the source checks it against the server (Esplora's genesis
 block, bitcoind's getblockchaininfo) on first use. Without it the server's answer is taken.
 
@@ -31,7 +34,7 @@ from .network import Network
 from .source import ChainSource
 
 SUPPORTED = ("regtest://DIR", "bitcoind://USER:PASS@HOST:PORT", "bitcoind://HOST:PORT?cookie=PATH",
-             "bitcoind://HOST:PORT?datadir=DIR", "esplora+https://HOST/PATH", "esplora+http://HOST/PATH")
+             "bitcoind://HOST:PORT?datadir=DIR", "esplora+https://HOST/PATH", "esplora+http://HOST/PATH", "tbs://HOST:PORT")
 SERVER_FILE = "server.json"          # kept equal to server.SERVER_FILE (not imported: no HTTP stack needed here)
 COOKIE_FILE = ".cookie"
 #: Where bitcoind keeps each network's files under its datadir (Core's chainparamsbase.cpp),
@@ -172,11 +175,24 @@ def _esplora_args(spec: str) -> dict:
             "network": _network_param(query, "network", spec)}
 
 
+def _tbs_args(spec: str) -> dict:
+    parts = urlsplit(spec)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or not port or parts.path not in ("", "/") or parts.username is not None:
+        raise ValueError(f"TBS spec is tbs://HOST:PORT: {spec!r}")
+    query = _query(parts, {"network"}, spec)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return {"base_url": f"https://{host}:{port}", "network": _network_param(query, "network", spec)}
+
+
 def _scheme(spec) -> str:
     if not isinstance(spec, str):
         raise ValueError("a chain source spec is a string")
     scheme, sep, rest = spec.partition("://")
-    if not sep or scheme not in ("regtest", "bitcoind", "esplora+https", "esplora+http"):
+    if not sep or scheme not in ("regtest", "bitcoind", "esplora+https", "esplora+http", "tbs"):
         raise ValueError(f"unsupported chain source {spec!r}; supported: {', '.join(SUPPORTED)}")
     if scheme == "regtest" and not rest:
         raise ValueError("regtest:// needs a directory: regtest://DIR")
@@ -192,6 +208,10 @@ def open_source(spec: str) -> ChainSource:
         from .rpc_client import RpcSource
         args = _bitcoind_args(spec)
         return RpcSource(args.pop("url"), args.pop("auth"), **args)
+    if scheme == "tbs":
+        from .tbs_source import TbsSource
+        args = _tbs_args(spec)
+        return TbsSource(args.pop("base_url"), **args)
     from .esplora import EsploraSource
     args = _esplora_args(spec)
     return EsploraSource(args.pop("base_url"), **args)
@@ -202,6 +222,8 @@ async def open_async_source(spec: str):
     cannot be asked or serves another network than the spec says). A regtest directory has
     an async form only through its running chain server (``milagro chain serve DIR``)."""
     scheme = _scheme(spec)
+    if scheme == "tbs":
+        raise ValueError("tbs:// has no async form: a thin client uses the blocking TbsSource")
     if scheme == "regtest":
         from .rpc_client import AsyncRpcSource
         datadir = spec.partition("://")[2]

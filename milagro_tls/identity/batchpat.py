@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..chain.batchverify import batch_root, read_batch_input
-from ..chain.block import Block
-from ..chain.errors import MalformedAnchor, TxNotFound
+from ..chain.errors import AnchorNotFound, MalformedAnchor, TxNotFound
 from ..chain.hashes import from_display_hex, to_display_hex
 from ..chain.network import Network
-from ..chain.proof import SpentOutput
+from ..chain.proof import fetch_anchor_proof
 from ..chain.source import ChainSource
 from ..chain.taproot import LeafTemplateError, batch_output, parse_leaf, script_path_sighash, verify_schnorr
 from ..chain.tx import parse_tx, txid_of
@@ -176,13 +175,15 @@ class BatchPat:
                 continue
             if status.block_hash is None:
                 continue
-            block = Block.parse(source.block(status.block_hash))
-            txids = block.txids()
-            if block.hash != status.block_hash or slot.txid not in txids:
-                raise IdentityError("the source's block does not hold the batch it says it does")
-            tx = block.txs[txids.index(slot.txid)]
+            # The proof (assembled from the source's block, or served by a thin client's tbs://
+            # source) carries the batch with its witness and the outputs it spends.
+            try:
+                proof = fetch_anchor_proof(source, slot.txid, status.block_hash, status.height)
+            except AnchorNotFound:
+                raise IdentityError("the source's block does not hold the batch it says it does") from None
+            tx = parse_tx(proof.tx)
             view = read_batch_input(tx, slot.input_index)
-            sighash = script_path_sighash(tx, slot.input_index, _spent_outputs(source, tx), view.leaf)
+            sighash = script_path_sighash(tx, slot.input_index, list(proof.spent_outputs), view.leaf)
             if not verify_schnorr(self.certificate.pubkey[1:], view.signatures[slot.position], sighash):
                 empty += 1
                 continue
@@ -201,11 +202,3 @@ class BatchPat:
         return {"name": self.certificate.name, "locator": self.locator.to_json(),
                 "roles": roles or [self.certificate.role]}
 
-
-def _spent_outputs(source: ChainSource, tx) -> list[SpentOutput]:
-    spent = []
-    for tx_in in tx.vin:
-        previous = parse_tx(source.transaction(bytes(tx_in.txid)[::-1]))
-        out = previous.vout[tx_in.vout]
-        spent.append(SpentOutput(out.value, out.script_pubkey.data))
-    return spent
