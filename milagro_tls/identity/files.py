@@ -1,7 +1,8 @@
-"""Durable state files in a party's home."""
+"""Durable state files in a party's home, and the file lock that serializes their writers."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -22,3 +23,15 @@ def write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive ``fcntl.flock`` on ``path`` (created 0600) for the block: processes sharing
+    the home serialize on it. The kernel drops it when the holder dies, SIGKILL included."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)         # releases the flock

@@ -12,8 +12,10 @@ The verifier (chain.rootchain) follows the chain from the birth anchor; the curr
 the one whose chain output is unspent. A fork (two transactions spending one chain output)
 would make the chain's history depend on which one miners take, so:
 
-* every anchor runs under an exclusive ``fcntl.flock`` on NAME/rootchain.lock, so processes
-  sharing the home (gunicorn workers) build, record and send one link at a time;
+* every anchor runs under an exclusive lock, so processes build, record and send one link at
+  a time: by default an ``fcntl.flock`` on NAME/rootchain.lock (processes sharing the home,
+  gunicorn workers); ``RootAnchorer(..., lock=...)`` takes another (the roles' PostgreSQL
+  advisory lock, milagro_tls.roles.walletstore, for workers on several machines);
 * the new link is written to NAME/rootchain.json (``"sent": false``) *before* the wallet
   records and sends it. After a crash the next call re-sends exactly that transaction
   instead of building a second spend of the same output; it is rebuilt only once the
@@ -25,13 +27,12 @@ would reach that limit, and then the send fails with the source's reason).
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable, ContextManager
 
 from embit.script import Witness
 
@@ -42,7 +43,7 @@ from ..chain.source import ChainSource, UnspentOutput
 from ..errors import IdentityError
 from .anchor import CHAIN_VALUE, ROOT_CHAIN_VOUT, BuiltTx, fee_key_spend_fee
 from .certificate import ROOT_CHAIN_TYPES
-from .files import write_atomically
+from .files import file_lock, write_atomically
 from .keys import ChainKey
 from .marker import Marker, MarkerType
 from .party import Party, spent_value_of
@@ -113,7 +114,10 @@ class RootAnchorer:
     """Anchors roots on a party's anchor chains (one chain per marker type its certificate names)."""
 
     def __init__(self, home: Path, party_name: str, source: ChainSource, *,
-                 wallet: AnchoringWallet | None = None) -> None:
+                 wallet: AnchoringWallet | None = None,
+                 lock: Callable[[], ContextManager] | None = None) -> None:
+        """``lock()``: a context manager excluding every other anchorer of this party for one
+        settle-build-record-send cycle (default: an flock on NAME/rootchain.lock)."""
         self.party = Party.load(home, party_name)
         if not self.party.certificate.root_chains:
             raise IdentityError(f"identity {party_name} has no root chains (Party.create(..., root_chains=...))")
@@ -122,6 +126,7 @@ class RootAnchorer:
         self._key: ChainKey = self.party.chain_key()
         self._state_path = self.party.directory / STATE_FILE
         self._lock_path = self.party.directory / LOCK_FILE
+        self._locked = lock if lock is not None else partial(file_lock, self._lock_path)
 
     # --- public ---------------------------------------------------------------------------
     def anchor(self, root_type: int, root: bytes, *, fee_rate: float | None = None) -> RootTx:
@@ -255,16 +260,6 @@ class RootAnchorer:
         if self.party.certificate.root_chain(root_type) is None:
             raise IdentityError(f"identity {self.party.name} has no root chain of type {int(root_type)}")
         return MarkerType(root_type)
-
-    @contextlib.contextmanager
-    def _locked(self):
-        """Exclusive across processes for one settle-build-record-send cycle."""
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)         # releases the flock
 
     def _load(self) -> dict[MarkerType, _Chain]:
         try:

@@ -8,7 +8,8 @@ Everything the wallet knows about its coins and fee rates is **the chain source'
 word** (``utxos_unverified``, ``fee_rate_unverified``): headers cannot prove that an
 output is unspent. That is acceptable here because a wrong answer costs at most a
 refused broadcast, never a false identity: the verifier never uses these reads.
-What the wallet itself sent is in HOME/wallet.json (identity.wallet_record).
+What the wallet itself sent is in HOME/wallet.json (identity.wallet_record), or in any
+record passed as ``record=`` (the roles keep it in their shared database).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Protocol, Sequence
 
 from embit.transaction import Transaction
 
@@ -52,6 +53,19 @@ PRUNE_DEPTH = 100
 _P2WPKH_SCRIPT = bytes(22)
 #: A CPFP child is rebuilt at most this often to match its real (signed) size.
 _CPFP_ROUNDS = 3
+
+
+class WalletRecordLike(Protocol):
+    """What the wallet needs from its record (identity.wallet_record.WalletRecord's interface).
+
+    ``lock()`` is held for one whole select-build-record-send cycle and must exclude every
+    other process spending the same fee key; ``load``/``save`` give and replace the entries in
+    record order (a dependency order); ``reserved`` is every outpoint a recorded entry spends."""
+
+    def lock(self) -> ContextManager: ...
+    def load(self) -> list[SentTx]: ...
+    def save(self, entries: list[SentTx]) -> None: ...
+    def reserved(self, entries: list[SentTx] | None = None) -> set: ...
 
 
 class WalletError(IdentityError):
@@ -93,7 +107,11 @@ def _already_there(exc: TxRejected) -> bool:
 
 class AnchoringWallet:
     def __init__(self, home: Path, source: ChainSource, *, fee_floor: float = DEFAULT_FEE_FLOOR,
-                 fee_cap: float = DEFAULT_FEE_CAP, low_balance: int = DEFAULT_LOW_BALANCE) -> None:
+                 fee_cap: float = DEFAULT_FEE_CAP, low_balance: int = DEFAULT_LOW_BALANCE,
+                 record: WalletRecordLike | None = None) -> None:
+        """``record``: where the sent transactions live and what serializes coin selection
+        (default HOME/wallet.json under an flock). Every process spending this fee key must use
+        the same record, or two of them can pick the same coin."""
         if not (0 < fee_floor <= fee_cap and math.isfinite(fee_cap)):
             raise WalletError(f"fee floor {fee_floor} and cap {fee_cap} must satisfy 0 < floor <= cap")
         self.home = Path(home)
@@ -101,7 +119,7 @@ class AnchoringWallet:
         self.fee_floor, self.fee_cap, self.low_balance = fee_floor, fee_cap, low_balance
         self._key = load_fee_key(self.home)
         self.script_pubkey = self._key.p2wpkh_script
-        self._record = WalletRecord(self.home)
+        self._record = record if record is not None else WalletRecord(self.home)
 
     # --- what the wallet holds ------------------------------------------------------------
     def address(self) -> str:

@@ -10,20 +10,21 @@ first. Every input of a recorded transaction is *reserved*: coin selection never
 picks it again, whatever a source says about the mempool. The file is rewritten
 atomically (temporary file, fsync, rename) under an exclusive lock on
 HOME/wallet.lock, so two commands on one home cannot pick the same coins.
+
+``WalletRecord`` is the default; ``AnchoringWallet(..., record=...)`` takes any object with
+its four methods (``lock``, ``load``, ``save``, ``reserved``), such as the roles' store-backed
+record (milagro_tls.roles.walletstore), which lets workers on several machines share one wallet.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..chain.hashes import from_display_hex, to_display_hex
 from ..chain.tx import Outpoint, outpoint, parse_tx
 from ..errors import IdentityError
-from .files import write_atomically
+from .files import file_lock, write_atomically
 
 RECORD_FILE = "wallet.json"
 LOCK_FILE = "wallet.lock"
@@ -65,19 +66,15 @@ class SentTx:
 
 
 class WalletRecord:
+    """The record in HOME/wallet.json, locked by an flock on HOME/wallet.lock."""
+
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / RECORD_FILE
         self._lock_path = Path(home) / LOCK_FILE
 
-    @contextlib.contextmanager
     def lock(self):
         """Exclusive across processes for one read-select-record-broadcast cycle."""
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)         # releases the flock
+        return file_lock(self._lock_path)
 
     def load(self) -> list[SentTx]:
         try:
