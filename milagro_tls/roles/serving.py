@@ -42,11 +42,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,44 @@ def chain_service(spec: str, *, timeout: float = CHAIN_SERVER_START_TIMEOUT) -> 
         yield started.info
     finally:
         started.stop()
+
+
+def free_port(host: str) -> int:
+    """A free TCP port on ``host``: a role whose URL names its port (an issuer) needs it before
+    gunicorn binds."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def serve_role(*, chain: str, prepare: Callable[[Any], tuple[Any, Any]], app: str, app_kwargs: dict[str, Any],
+               host: str, port: int, workers: int, cert: str | None, key: str | None,
+               context_options: dict[str, Any] | None = None,
+               announce: Callable[[Any, Path], dict[str, Any]] | None = None,
+               before_serve: Callable[[Any], None] | None = None) -> int:
+    """What every role's ``serve`` command does in gunicorn's master: reach the chain (starting the
+    regtest directory's chain server when none runs), ``prepare(source) -> (RoleHome, Party)`` (the
+    identity on first start, schema, keys), the fallback certificate, the role's Context, then
+    gunicorn with ``app`` built in each worker. ``before_serve(context)`` runs with the Context open
+    (a service fetching its server secret); ``announce(party, certfile)`` adds to the listening line."""
+    from ..chain.spec import open_source
+    from ..context import Context
+
+    with chain_service(chain):
+        source = open_source(chain)
+        try:
+            home, party = prepare(source)
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+        certfile, keyfile = home.fallback_certificate(cert, key)
+        context = Context(identity=party, chain=chain, fallback_certificate=(str(certfile), str(keyfile)),
+                          **(context_options or {}))
+        with context:
+            if before_serve is not None:
+                before_serve(context)
+            serve(ServeConfig(app=app, app_kwargs=app_kwargs, host=host, port=port, workers=workers,
+                              certfile=certfile, keyfile=keyfile,
+                              announce=announce(party, certfile) if announce else {}), context)
+    return 0

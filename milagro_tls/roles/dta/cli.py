@@ -57,36 +57,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(args) -> int:
-    from ...chain.spec import open_source
-    from ...context import Context
-    from ..idp.cli import _free_port
-    from ..serving import ServeConfig, chain_service, serve
+    from ..serving import free_port, serve_role
     from .service import DtaSettings, prepare
 
-    port = args.port or _free_port(args.host)
+    port = args.port or free_port(args.host)
     base_url = (args.base_url or f"https://localhost:{port}").rstrip("/")
     settings = DtaSettings(home=str(args.home), chain=args.chain, base_url=base_url,
                            idps=[issuer.rstrip("/") for issuer in args.idp], name=args.name, db=args.db,
                            period=args.period, idp_trust=args.idp_trust, idp_ca=args.idp_ca,
                            idp_registration_token=args.idp_registration_token)
-    with chain_service(args.chain):
-        source = open_source(args.chain)
-        try:
-            home, party = prepare(settings, source)
-        finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
-        certfile, keyfile = home.fallback_certificate(args.cert, args.key)
-        # Any anchored party may start a login; the app knows it by its verified locator.
-        context = Context(identity=party, chain=args.chain, fallback_certificate=(str(certfile), str(keyfile)),
-                          accept_anchored_clients=True)
-        with context:
-            serve(ServeConfig(app="milagro_tls.roles.dta.service:worker_app", app_kwargs=settings.to_kwargs(),
-                              host=args.host, port=port, workers=args.workers, certfile=certfile, keyfile=keyfile,
-                              announce={"base_url": base_url, "ca_file": str(certfile), "name": args.name,
-                                        "locator": party.locator.to_json(), "idps": settings.idps}), context)
-    return 0
+    # Any anchored party may start a login; the app knows it by its verified locator.
+    return serve_role(chain=args.chain, prepare=lambda source: prepare(settings, source),
+                      app="milagro_tls.roles.dta.service:worker_app", app_kwargs=settings.to_kwargs(),
+                      host=args.host, port=port, workers=args.workers, cert=args.cert, key=args.key,
+                      context_options={"accept_anchored_clients": True},
+                      announce=lambda party, certfile: {"base_url": base_url, "ca_file": str(certfile),
+                                                        "name": args.name, "locator": party.locator.to_json(),
+                                                        "idps": settings.idps})
 
 
 def read_locator_file(path: Path):

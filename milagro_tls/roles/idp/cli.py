@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import sys
 from pathlib import Path
 
 
@@ -47,38 +45,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     rotate.set_defaults(func=_keys_rotate)
 
 
-def _free_port(host: str) -> int:
-    # The issuer must name the port before gunicorn binds it, so port 0 is resolved here.
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
 def _serve(args) -> int:
-    from ...context import Context
-    from ...chain.spec import open_source
-    from ..serving import ServeConfig, chain_service, serve
+    from ..serving import free_port, serve_role
     from .service import IdPSettings, prepare
 
-    port = args.port or _free_port(args.host)
+    port = args.port or free_port(args.host)
     issuer = (args.issuer or f"https://localhost:{port}").rstrip("/")
     settings = IdPSettings(home=str(args.home), chain=args.chain, issuer=issuer, name=args.name, db=args.db,
                            period=args.period, registration_token=args.registration_token)
-    with chain_service(args.chain):
-        source = open_source(args.chain)
-        try:
-            home, party = prepare(settings, source)
-        finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
-        certfile, keyfile = home.fallback_certificate(args.cert, args.key)
-        context = Context(identity=party, chain=args.chain, fallback_certificate=(str(certfile), str(keyfile)))
-        with context:
-            serve(ServeConfig(app="milagro_tls.roles.idp.service:worker_app", app_kwargs=settings.to_kwargs(),
-                              host=args.host, port=port, workers=args.workers, certfile=certfile, keyfile=keyfile,
-                              announce={"issuer": issuer, "ca_file": str(certfile), "name": args.name}), context)
-    return 0
+    return serve_role(chain=args.chain, prepare=lambda source: prepare(settings, source),
+                      app="milagro_tls.roles.idp.service:worker_app", app_kwargs=settings.to_kwargs(),
+                      host=args.host, port=port, workers=args.workers, cert=args.cert, key=args.key,
+                      announce=lambda party, certfile: {"issuer": issuer, "ca_file": str(certfile), "name": args.name})
 
 
 def _user_add(args) -> int:

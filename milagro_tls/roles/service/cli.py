@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -67,10 +66,8 @@ def _init(args) -> int:
 
 
 def _serve(args) -> int:
-    from ...chain.spec import open_source
-    from ...context import Context
     from ...trust import TrustStore
-    from ..serving import ServeConfig, chain_service, serve
+    from ..serving import serve_role
     from .service import ServiceSettings, fetch_server_secret, parse_dta, prepare
 
     for spec in args.dta:
@@ -78,28 +75,15 @@ def _serve(args) -> int:
     settings = ServiceSettings(home=str(args.home), chain=args.chain, name=args.name, db=args.db,
                                dtas=list(args.dta), dta_trust=args.dta_trust)
     trust = TrustStore.load(args.dta_trust) if args.dta_trust else TrustStore()
-    with chain_service(args.chain):
-        source = open_source(args.chain)
-        try:
-            home, party = prepare(settings, source)
-        finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
-        certfile, keyfile = home.fallback_certificate(args.cert, args.key)
-        # One Context for both sides: as a client it pins the D-TAs it fetches SS_i from; as the
-        # server it lets any anchored client connect (M-Pin, not the transport, authenticates
-        # the user) and standard clients reach the fallback certificate.
-        context = Context(identity=party, trust=trust, chain=args.chain, accept_anchored_clients=True,
-                          fallback_certificate=(str(certfile), str(keyfile)))
-        with context:
-            dtas = fetch_server_secret(settings, context)
-            serve(ServeConfig(app="milagro_tls.roles.service.service:worker_app", app_kwargs=settings.to_kwargs(),
-                              host=args.host, port=args.port, workers=args.workers, certfile=certfile, keyfile=keyfile,
-                              announce={"ca_file": str(certfile), "name": args.name,
-                                        "dtas": [entry["name"] for entry in dtas]}), context)
-    return 0
+    fetched: list[dict] = []
+    # One Context for both sides: as a client it pins the D-TAs it fetches SS_i from; as the
+    # server it lets any anchored client connect (M-Pin, not the transport, authenticates the
+    # user) and standard clients reach the fallback certificate.
+    return serve_role(chain=args.chain, prepare=lambda source: prepare(settings, source),
+                      app="milagro_tls.roles.service.service:worker_app", app_kwargs=settings.to_kwargs(),
+                      host=args.host, port=args.port, workers=args.workers, cert=args.cert, key=args.key,
+                      context_options={"trust": trust, "accept_anchored_clients": True},
+                      before_serve=lambda context: fetched.extend(fetch_server_secret(settings, context)),
+                      announce=lambda party, certfile: {"ca_file": str(certfile), "name": args.name,
+                                                        "dtas": [entry["name"] for entry in fetched]})
 
-
-if __name__ == "__main__":
-    sys.exit("run as `milagro service ...`")
