@@ -191,3 +191,31 @@ def test_admin_accounts(store):
     with store.read() as connection:
         stored = connection.exec_driver_sql("SELECT password_hash FROM tbs_admin_users").scalar()
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def _cookie(client) -> str:
+    return client.get_cookie("milagro_tbs_admin", domain="admin.test").value
+
+
+def test_logout_ends_the_session_on_the_server(app, logged_in):
+    stolen = _cookie(logged_in)
+    token = page_csrf(logged_in)
+    logged_in.post("/logout", data={"csrf_token": token})
+    replay = app.test_client()
+    replay.set_cookie("milagro_tbs_admin", stolen, domain="admin.test", secure=True)
+    assert replay.get("/groups").status_code == 302                  # the copied cookie is dead
+    assert replay.get("/api/whoami").status_code == 401
+
+
+def test_closing_all_sessions_and_expiry(app, logged_in, store):
+    from milagro_tls.roles.tbs.admin.accounts import close_all_sessions, open_session, session_owner
+    admin = authenticate(store, ADMIN, PASSWORD)
+    assert close_all_sessions(store, admin) == 1
+    assert logged_in.get("/groups").status_code == 302
+    sid = open_session(store, admin, 60, now=1000)
+    assert session_owner(store, sid, now=1059).username == ADMIN
+    assert session_owner(store, sid, now=1060) is None
+    assert session_owner(store, "x" * 40, now=1000) is None
+    with store.read() as connection:
+        stored = connection.exec_driver_sql("SELECT id_sha256 FROM tbs_admin_sessions").scalars().all()
+    assert sid not in stored and len(stored) == 1                    # kept as its SHA256 only

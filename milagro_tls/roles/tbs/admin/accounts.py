@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ....errors import MilagroError
@@ -150,3 +150,41 @@ def add_admin_user(store, name: str, password: str) -> None:
         raise TbsError(409, "user_exists", str(error)) from None
     except AccountError as error:
         raise TbsError(400, "invalid_user", str(error)) from None
+
+
+# --- login sessions ---------------------------------------------------------------------------
+def open_session(store, admin: Admin, lifetime: int, *, now: float | None = None) -> str:
+    """A new session id for ``admin`` (returned once; the store keeps its SHA256). Expired
+    sessions are swept here, so the table stays as small as the logins in force."""
+    session_id = secrets.token_urlsafe(32)
+    at = _now(now)
+    with store.begin() as connection:
+        connection.execute(delete(tables.sessions).where(tables.sessions.c.expires_at <= at))
+        connection.execute(insert(tables.sessions).values(id_sha256=_digest(session_id), admin_id=admin.id,
+                                                          created_at=at, expires_at=at + lifetime))
+    return session_id
+
+
+def session_owner(store, session_id, *, now: float | None = None) -> Admin | None:
+    """The admin of a live session, or None (unknown, ended, expired, malformed)."""
+    if not isinstance(session_id, str) or not 16 <= len(session_id) <= 128:
+        return None
+    with store.read() as connection:
+        row = connection.execute(
+            select(tables.admins.c.id, tables.admins.c.username)
+            .join(tables.sessions, tables.sessions.c.admin_id == tables.admins.c.id)
+            .where(tables.sessions.c.id_sha256 == _digest(session_id),
+                   tables.sessions.c.expires_at > _now(now))).first()
+    return Admin(row.id, row.username) if row else None
+
+
+def close_session(store, session_id) -> None:
+    if isinstance(session_id, str):
+        with store.begin() as connection:
+            connection.execute(delete(tables.sessions).where(tables.sessions.c.id_sha256 == _digest(session_id)))
+
+
+def close_all_sessions(store, admin: Admin) -> int:
+    """End every login of ``admin`` (a stolen cookie stops working); how many were open."""
+    with store.begin() as connection:
+        return connection.execute(delete(tables.sessions).where(tables.sessions.c.admin_id == admin.id)).rowcount

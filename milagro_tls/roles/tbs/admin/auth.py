@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import time
 
 from flask import current_app, g, request, session
 
-from .accounts import Admin, get_admin, token_admin
+from .accounts import Admin, close_session, open_session, session_owner, token_admin
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -37,19 +36,23 @@ def csrf_ok() -> bool:
 
 
 def start_session(admin: Admin) -> None:
+    config = admin_config()
+    close_session(config.store, session.get("sid"))
     session.clear()                         # a new login gets a new session (no fixation)
-    session["admin"] = admin.id
-    session["login_at"] = int(time.time())
+    session["sid"] = open_session(config.store, admin, config.session_lifetime)
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
 
 
+def end_session() -> None:
+    close_session(admin_config().store, session.get("sid"))
+    session.clear()
+
+
 def session_admin() -> Admin | None:
-    config = admin_config()
-    login_at = session.get("login_at")
-    if not isinstance(login_at, int) or time.time() - login_at > config.session_lifetime:
-        return None
-    return get_admin(config.store, session.get("admin"))
+    """The admin of this cookie's session while the store holds it (logout, expiry or
+    close_all_sessions end it on the server, whatever copy of the cookie remains)."""
+    return session_owner(admin_config().store, session.get("sid"))
 
 
 def bearer_token() -> str | None:

@@ -11,7 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from . import accounts
-from .auth import admin_config, csrf_ok, csrf_token, start_session
+from .auth import admin_config, csrf_ok, csrf_token, end_session, start_session
 from .backend import STATES, BackendError, Conflict, NotFound, check_state
 from .trust import TrustCheckError, fetch_from_role, public_entry, verify_pasted
 
@@ -69,8 +69,7 @@ def login():
 @views.post("/logout")
 @login_required
 def logout():
-    from flask import session
-    session.clear()
+    end_session()
     return redirect("/login", code=302)
 
 
