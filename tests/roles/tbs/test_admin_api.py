@@ -140,3 +140,11 @@ def test_enrolments_api(client, token, store, world):
 def test_unknown_api_path_is_json_404(client, token):
     response = client.get("/api/nothing", headers=bearer(token))
     assert response.status_code == 404 and response.get_json()["error"] == "not_found"
+
+
+def test_oversized_body_and_wrong_method_are_json(client, token):
+    response = client.post("/api/groups", data=b"x" * (512 * 1024 + 1), headers=bearer(token) | {
+        "Content-Type": "application/json"})
+    assert response.status_code == 413 and response.get_json()["error"] == "request_entity_too_large"
+    response = client.delete("/api/groups", headers=bearer(token))
+    assert response.status_code == 405 and response.get_json()["error"] == "method_not_allowed"
