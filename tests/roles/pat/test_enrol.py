@@ -1,0 +1,137 @@
+"""The PAT end to end against a TBS subprocess: enrolment through anchoring and the first
+instructions, a field update, and the refusals (rollback, a forged set, a bad tag)."""
+from __future__ import annotations
+
+import os
+import stat
+
+import httpx
+import pytest
+
+from milagro_tls.chain.headerchain import HeaderChain
+from milagro_tls.chain.verify import verify_anchor
+from milagro_tls.context import Context
+from milagro_tls.enrolment import (InstructionSet, InstructionsForged, InstructionsRollback, InstructionsTampered,
+                                   poll_mac, seal_instructions)
+from milagro_tls.identity.batchpat import BatchPat
+from milagro_tls.identity.keys import IdentityKey
+from milagro_tls.identity.local import LocalIdentity
+from milagro_tls.roles.pat import PatError, PatHome, enrol, install_instructions, update
+from milagro_tls.roles.tbs import groups
+from milagro_tls.trust import TrustEntry, TrustOrigin, TrustStore
+
+from .conftest import GROUP_DTAS, GROUP_TRUST, checkpoint_below, tbs_address
+
+
+@pytest.fixture(scope="module")
+def enrolled(world, tbs, tmp_path_factory):
+    """One PAT enrolled through the library (the test mines a block between polls)."""
+    home = tmp_path_factory.mktemp("pat-home")
+    height, checkpoint = checkpoint_below(world, tbs)
+    steps: list[str] = []
+    result = enrol(home, tbs_address(tbs), tbs.locator, checkpoint=checkpoint, name="pat-one",
+                   min_confirmations=1, interval=0.3, timeout=180, progress=steps.append,
+                   on_wait=lambda: world.source.mine(1))
+    return home, result, height, steps
+
+
+def test_enrolment_end_to_end(world, tbs, enrolled):
+    home, result, checkpoint_height, steps = enrolled
+    pat = BatchPat.load(home, "pat-one")
+    # The PAT's certificate names the TBS's batch key; its slot verifies against the world's
+    # headers (not only the PAT's own), in a taproot batch.
+    assert pat.certificate.batch_key == tbs.party().certificate.batch_key
+    assert result.locator == pat.locator and result.locator.kind.label == "taproot-batch"
+    headers = world.headers()
+    identity = verify_anchor(result.locator, pat.certificate,
+                             LocalIdentity.from_batch_pat(pat, world.source).proof, headers, min_confirmations=1)
+    assert identity.certificate.pubkey == pat.certificate.pubkey
+    # The first instructions: the group's D-TAs and trust entries, verified and installed.
+    assert (result.group, result.dta_urls) == ("devices", tuple(GROUP_DTAS))
+    installed = {(e.name, tuple(sorted(e.roles)), e.origin) for e in result.trust}
+    assert installed == {(name, (role,), TrustOrigin.TBS) for _, name, role in GROUP_TRUST}
+    for party, name, _ in GROUP_TRUST:
+        assert next(e for e in result.trust if e.name == name).locator == world.parties[party].locator
+    store = TrustStore.load(home / "trust.json")
+    tbs_entry = next(e for e in store if e.origin is TrustOrigin.PINNED)
+    assert (tbs_entry.name, tbs_entry.roles, tbs_entry.locator.to_json()) == ("tbs-pat", {"tbs"}, tbs.locator)
+    state = PatHome(home).load()
+    assert state.installed_version == result.version >= 1 and state.dta_urls == list(GROUP_DTAS)
+    # All the device keeps: secrets 0600, a header chain from the checkpoint on (nothing below).
+    for secret in (home / "instructions.key", home / "identities" / "pat-one" / "identity.key"):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    chain = HeaderChain(str(home / "headers.sqlite"), world.source.network)
+    assert chain.header_at(checkpoint_height - 1) is None and chain.header_at(checkpoint_height) is not None
+    assert chain.height_of(result.locator.block_hash) is not None
+    chain.close()
+    assert (home / "tbs-certificate.json").read_bytes() == tbs.party().certificate.canonical_bytes()
+    assert steps[0].startswith("headers:") and any(s.startswith("TBS tbs-pat verified") for s in steps)
+    assert any(s.startswith("signed slot") for s in steps)
+
+
+def test_enrol_again_is_a_no_op_resume(world, tbs, enrolled):
+    home, result, _, _ = enrolled
+    again = enrol(home, min_confirmations=1, interval=0.3, timeout=30)
+    assert (again.locator, again.version) == (result.locator, result.version)
+    with pytest.raises(PatError, match="is enrolled \\(or enrolling\\) with"):
+        enrol(home, "127.0.0.1:1", tbs.locator, min_confirmations=1)
+
+
+def _sealed_first_set(world, tbs, home) -> bytes:
+    """What the TBS serves at /enrolments/<id>/instructions, fetched as the PAT would."""
+    state = PatHome(home).load()
+    aes_key = PatHome(home).aes_key()
+    trust = TrustStore([TrustEntry.from_json(tbs.trust_entry("tbs-pat"))])
+    with Context(trust=trust, chain=world.source, headers=":memory:", min_confirmations=1) as context, \
+            httpx.Client(base_url=tbs.base_url, verify=context) as http:
+        response = http.get(f"/enrolments/{state.enrolment_id}/instructions",
+                            params={"mac": poll_mac(aes_key, state.enrolment_id)},
+                            extensions={"sni_hostname": "tbs-pat"})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def _snapshot(home):
+    return {name: (home / name).read_bytes() for name in ("pat.json", "trust.json", "instructions.json")}
+
+
+def test_field_update_then_rollback_forgery_and_bad_tag_refused(world, tbs, enrolled):
+    home, result, _, _ = enrolled
+    old_blob = _sealed_first_set(world, tbs, home)
+    world.source.mine(6)          # the TBS accepts an anchored client at 6 confirmations (its default)
+    assert update(home, min_confirmations=1) is None            # nothing newer: 204
+    store = tbs.store()
+    try:
+        assert groups.set_group_dta_urls(store, "devices", [*GROUP_DTAS, "https://dta-two.example:8443"])
+    finally:
+        store.close()
+    pushed = tbs.milagro("admin", "push", "devices")
+    assert pushed.returncode == 0, pushed.stderr
+    newer = update(home, min_confirmations=1)
+    assert newer is not None and newer.version > result.version
+    assert newer.dta_urls == (*GROUP_DTAS, "https://dta-two.example:8443")
+    state = PatHome(home).load()
+    assert (state.installed_version, state.dta_urls) == (newer.version, list(newer.dta_urls))
+    assert update(home, min_confirmations=1) is None
+
+    before = _snapshot(home)
+    # A rollback: the TBS's own, genuine, older set.
+    with pytest.raises(InstructionsRollback, match=f"version {result.version} is not above the installed "
+                                                   f"version {newer.version}"):
+        install_instructions(home, old_blob)
+    # A set sealed with the PAT's key (as if it leaked) but signed by another key.
+    aes_key = PatHome(home).aes_key()
+    forged = InstructionSet(version=newer.version + 5, tbs="tbs-pat", group="devices",
+                            dta_urls=("https://evil.example",), trust=(), pat_locator=result.locator,
+                            pat_proof=LocalIdentity.from_batch_pat(BatchPat.load(home, "pat-one"), world.source).proof)
+    with pytest.raises(InstructionsForged, match="not signed by the TBS's anchored identity key"):
+        install_instructions(home, seal_instructions(forged, IdentityKey.generate(), aes_key))
+    # A genuine set with one byte flipped, and one sealed for another PAT (another key).
+    flipped = bytearray(old_blob)
+    flipped[-3] ^= 0x01
+    with pytest.raises(InstructionsTampered, match="tag mismatch"):
+        install_instructions(home, bytes(flipped))
+    with pytest.raises(InstructionsTampered):
+        install_instructions(home, seal_instructions(forged, tbs.party().key, os.urandom(16)))
+    # Nothing was installed by any of them.
+    assert _snapshot(home) == before
