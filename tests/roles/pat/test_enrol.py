@@ -135,3 +135,69 @@ def test_field_update_then_rollback_forgery_and_bad_tag_refused(world, tbs, enro
         install_instructions(home, seal_instructions(forged, tbs.party().key, os.urandom(16)))
     # Nothing was installed by any of them.
     assert _snapshot(home) == before
+
+
+class Miner:
+    """Mines a block every ``every`` seconds while a PAT subprocess waits on the chain."""
+
+    def __init__(self, world, every: float = 0.5) -> None:
+        import threading
+        self.world, self.every = world, every
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.every):
+            self.world.source.mine(1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.thread.join()
+
+
+def pat_cli(*args, timeout: float = 240):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "milagro_tls.cli", "pat", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_command_line(world, tbs, tmp_path):
+    import json
+    home = tmp_path / "device"
+    locator_file = tmp_path / "tbs-locator.json"
+    locator_file.write_text(json.dumps(tbs.locator))
+    _, checkpoint = checkpoint_below(world, tbs)
+    with Miner(world):
+        done = pat_cli("enrol", "--home", home, "--tbs", tbs_address(tbs), "--tbs-locator", f"@{locator_file}",
+                       "--checkpoint", checkpoint, "--name", "pat-cli", "--min-confirmations", "1",
+                       "--interval", "0.3", "--timeout", "180")
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["name"] == "pat-cli" and result["locator"]["kind"] == "taproot-batch"
+        assert result["locator"] == BatchPat.load(home, "pat-cli").locator.to_json()
+        assert {e["name"] for e in result["trust"]} == {name for _, name, _ in GROUP_TRUST}
+        assert "TBS tbs-pat verified" in done.stderr and "signed slot" in done.stderr
+        world.source.mine(6)
+        updated = pat_cli("update", "--home", home, "--min-confirmations", "1")
+        assert updated.returncode == 0, updated.stderr
+        assert json.loads(updated.stdout) == {"updated": False, "version": result["version"]}
+    # One request with the PAT's identity to a peer its trust store pins (the TBS itself).
+    healthz = f"https://127.0.0.1:{tbs.port}/healthz"
+    connected = pat_cli("connect", "--home", home, healthz, "--name", "tbs-pat", "--min-confirmations", "1")
+    assert connected.returncode == 0, connected.stderr
+    assert json.loads(connected.stdout) == {"status": "ok"} and "HTTP 200" in connected.stderr
+    # A name the trust store does not pin that anchor under: the handshake is refused.
+    refused = pat_cli("connect", "--home", home, healthz, "--name", "stranger.example", "--min-confirmations", "1")
+    assert refused.returncode == 1 and refused.stderr.startswith("PatError: ")
+    assert "is pinned as 'tbs-pat', not 'stranger.example'" in refused.stderr, refused.stderr
+    # A first enrol needs the TBS; a malformed checkpoint is refused before anything is contacted.
+    missing = pat_cli("enrol", "--home", tmp_path / "other")
+    assert missing.returncode == 1 and "a first enrol needs the TBS's HOST:PORT and locator" in missing.stderr
+    bad = pat_cli("enrol", "--home", tmp_path / "third", "--tbs", tbs_address(tbs), "--tbs-locator",
+                  f"@{locator_file}", "--checkpoint", "12:nothex")
+    assert bad.returncode == 1 and "checkpoint hash 'nothex' is not a 32-byte hex hash" in bad.stderr
