@@ -12,13 +12,12 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ....errors import MilagroError
-# The IdP's argon2id parameters and dummy hash: one password policy for every role.
-from ...idp.users import _DUMMY_HASH, MAX_USERNAME, _hasher
+# One password policy for every role.
+from ...passwords import authenticate_row, check_new_account, hash_password
 from . import tables
 
 #: Every token starts with this, so a leaked one is recognisable (secret scanners, logs).
@@ -45,15 +44,12 @@ def _now(now: float | None) -> int:
 
 
 def add_admin(store, username: str, password: str, *, now: float | None = None) -> Admin:
-    if not username or len(username) > MAX_USERNAME or any(c.isspace() or c in "@/" for c in username):
-        raise AccountError(f"a username is 1 to {MAX_USERNAME} characters without spaces, '@' or '/'")
-    if not password:
-        raise AccountError("the password must not be empty")
+    check_new_account(username, password, AccountError)
     admin = Admin(secrets.token_urlsafe(16), username)
     try:
         with store.begin() as connection:
             connection.execute(insert(tables.admins).values(
-                id=admin.id, username=username, password_hash=_hasher.hash(password), created_at=_now(now)))
+                id=admin.id, username=username, password_hash=hash_password(password), created_at=_now(now)))
     except IntegrityError:
         raise AdminExists(f"admin {username!r} already exists") from None
     return admin
@@ -61,19 +57,8 @@ def add_admin(store, username: str, password: str, *, now: float | None = None) 
 
 def authenticate(store, username: str, password: str) -> Admin | None:
     """The admin if the password is right, else None (same time for an unknown name)."""
-    with store.read() as connection:
-        row = connection.execute(select(tables.admins).where(tables.admins.c.username == username)).first()
-    try:
-        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if row is None:
-        return None
-    if _hasher.check_needs_rehash(row.password_hash):
-        with store.begin() as connection:
-            connection.execute(update(tables.admins).where(tables.admins.c.id == row.id)
-                               .values(password_hash=_hasher.hash(password)))
-    return Admin(row.id, row.username)
+    row = authenticate_row(store, tables.admins, username, password)
+    return None if row is None else Admin(row.id, row.username)
 
 
 def get_admin(store, admin_id: str | None) -> Admin | None:
