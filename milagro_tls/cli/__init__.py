@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     dta_cli.register(sub)
     from ..roles.service import cli as service_cli
     service_cli.register(sub)
+    from ..roles.tbs import cli as tbs_cli
+    tbs_cli.register(sub)
+    from ..roles.pat import cli as pat_cli
+    pat_cli.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
