@@ -201,3 +201,28 @@ def test_the_command_line(world, tbs, tmp_path):
     bad = pat_cli("enrol", "--home", tmp_path / "third", "--tbs", tbs_address(tbs), "--tbs-locator",
                   f"@{locator_file}", "--checkpoint", "12:nothex")
     assert bad.returncode == 1 and "checkpoint hash 'nothex' is not a 32-byte hex hash" in bad.stderr
+
+
+def test_nothing_but_headers_is_taken_from_an_unverified_tbs(world, tbs, tmp_path):
+    """A device shipped with a locator that is not this TBS's (alice's): the certificate the
+    TBS serves does not match that anchor's digest, and the PAT creates no key, sends no
+    enrolment and keeps no certificate."""
+    home = tmp_path / "device"
+    _, checkpoint = checkpoint_below(world, tbs)
+    with pytest.raises(PatError, match="the TBS's anchor does not verify against our headers: DigestMismatch"):
+        enrol(home, tbs_address(tbs), world.parties["alice"].locator, checkpoint=checkpoint, min_confirmations=1,
+              timeout=20)
+    assert sorted(p.name for p in home.iterdir()) == ["headers.sqlite", "pat.json"]
+    assert PatHome(home).load().enrolment_id is None
+
+
+def test_an_anchored_non_tbs_is_not_enrolled_with(world, tbs, tmp_path, monkeypatch):
+    """The certificate at the locator verifies but is a service's: no TBS, no enrolment."""
+    from milagro_tls.roles.pat import flow
+    echo = world.parties["echo.example"]
+    monkeypatch.setattr(flow, "_fetch_tbs_certificate", lambda base_url, timeout: echo.certificate)
+    home = tmp_path / "device"
+    _, checkpoint = checkpoint_below(world, tbs)
+    with pytest.raises(PatError, match="is a 'service' naming no batch key, not a TBS"):
+        enrol(home, tbs_address(tbs), echo.locator, checkpoint=checkpoint, min_confirmations=1, timeout=20)
+    assert sorted(p.name for p in home.iterdir()) == ["headers.sqlite", "pat.json"]
