@@ -120,16 +120,21 @@ class Batcher:
             self.assembler.open(certificates, persist=persist)
         except Exception:
             if not persisted:
-                self._requeue_members(batch_id, "abandoned", "the batch could not be funded")
+                self._requeue_members(batch_id, "abandoned", "the batch could not be funded", offered=False)
             raise
         log.info("batch %d: %d PATs, txid %s", batch_id, len(certificates), to_display_hex(persisted[0].txid))
 
-    def _requeue_members(self, batch_id: int, batch_state: str, why: str) -> None:
+    def _requeue_members(self, batch_id: int, batch_state: str, why: str, *, offered: bool) -> None:
+        """The batch ends as ``batch_state`` without anchoring anyone: its members wait again,
+        except (when they were ``offered`` a slot) those out of attempts, who are given up."""
         now = self.clock()
+        members = and_(enrolments.c.batch_id == batch_id, enrolments.c.state == BATCHED)
         with self.store.begin() as connection:
             connection.execute(update(batches).where(batches.c.id == batch_id).values(state=batch_state, lease_until=now))
-            connection.execute(update(enrolments).where(enrolments.c.batch_id == batch_id,
-                                                        enrolments.c.state == BATCHED)
+            if offered:
+                connection.execute(update(enrolments).where(members, enrolments.c.attempts >= self.policy.max_attempts)
+                                   .values(state=FAILED, position=None, updated_at=now))
+            connection.execute(update(enrolments).where(members)
                                .values(state=REQUEUED, batch_id=None, position=None, queued_at=now, updated_at=now))
         log.warning("batch %d %s: %s; its PATs are queued again", batch_id, batch_state, why)
 
@@ -199,7 +204,7 @@ class Batcher:
             if not batch.signatures:
                 built = self.assembler.reclaim(batch)
                 log.info("batch %d: nobody signed; funding reclaimed in %s", batch_id, built.txid_hex)
-                self._requeue_members(batch_id, "reclaimed", "nobody signed")
+                self._requeue_members(batch_id, "reclaimed", "nobody signed", offered=True)
                 return
             built = self.assembler.finish(batch)
         except Exception:
