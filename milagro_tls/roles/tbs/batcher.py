@@ -63,6 +63,10 @@ class Batcher:
         self.policy = policy or BatchPolicy()
         self.pending = pending or PendingBatches()
         self.clock = clock
+        # After a batch could not be funded (an empty wallet, a source down), opening waits a
+        # little longer each time instead of retrying every pass.
+        self._open_not_before = 0.0
+        self._fund_failures = 0
 
     def run_once(self) -> None:
         """One pass over everything due; each step claims its rows, so every worker may run it."""
@@ -76,6 +80,8 @@ class Batcher:
     def open_next(self) -> int | None:
         """Claim waiting enrolments and fund a batch for them; the batch id, or None if none is due."""
         policy, now = self.policy, self.clock()
+        if now < self._open_not_before:
+            return None
         waiting = and_(enrolments.c.state.in_(WAITING))
         with self.store.begin() as connection:
             oldest, count = connection.execute(select(func.min(enrolments.c.queued_at), func.count())
@@ -121,7 +127,10 @@ class Batcher:
         except Exception:
             if not persisted:
                 self._requeue_members(batch_id, "abandoned", "the batch could not be funded", offered=False)
+                self._fund_failures += 1
+                self._open_not_before = self.clock() + min(60.0, 2.0 ** self._fund_failures)
             raise
+        self._fund_failures = 0
         log.info("batch %d: %d PATs, txid %s", batch_id, len(certificates), to_display_hex(persisted[0].txid))
 
     def _requeue_members(self, batch_id: int, batch_state: str, why: str, *, offered: bool) -> None:

@@ -212,3 +212,25 @@ def test_two_certificates_with_one_key_never_share_a_batch(rig):
     two = rig.batcher.open_next()
     assert {rig.row(first).batch_id, rig.row(second).batch_id} == {one, two} and one != two
     assert rig.batch(one).size == 1 and rig.batch(two).size == 1
+
+
+def test_a_batch_that_cannot_be_funded_puts_its_pats_back_and_opening_backs_off(rig, monkeypatch):
+    from milagro_tls.identity.wallet import InsufficientFunds
+    a, _ = rig.enrol(rig.new_pat("a"))
+
+    def empty(*args, **kwargs):
+        raise InsufficientFunds("bcrt1qexample", 1000, 2000, 1000)
+
+    monkeypatch.setattr(rig.assembler.wallet, "ensure_funded", empty)
+    with pytest.raises(InsufficientFunds):
+        rig.batcher.open_next()
+    with rig.store.read() as connection:
+        abandoned = connection.execute(select(batches.c.id, batches.c.state)).one()
+    assert abandoned.state == "abandoned"
+    row = rig.row(a)
+    assert (row.state, row.batch_id) == ("requeued", None)
+    assert rig.batcher.open_next() is None                     # backing off (2 s)
+    monkeypatch.undo()
+    rig.clock.now += 2.5
+    opened = rig.batcher.open_next()
+    assert opened is not None and opened != abandoned.id and rig.row(a).batch_id == opened
