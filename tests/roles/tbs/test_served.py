@@ -18,7 +18,7 @@ from milagro_tls.context import Context
 from milagro_tls.enrolment import open_instructions, poll_mac, verify_instruction_entries
 from milagro_tls.identity.batch import SigningResponse
 from milagro_tls.roles.tbs import groups
-from milagro_tls.roles.tbs.tables import enrolments, signatures
+from milagro_tls.roles.tbs.tables import batches, enrolments, signatures
 
 from .patclient import SNI, PatClient, enrol_and_sign
 
@@ -273,3 +273,31 @@ def test_the_chain_endpoints_are_served(world, tbs, pats):
     headers = pat.get("/chain/headers", start=1, count=2)
     assert headers.status_code == 200
     assert headers.content == world.source.header(1) + world.source.header(2)
+
+
+def test_two_workers_anchor_every_pat_once(world, tbs_server, tmp_path):
+    """gunicorn's default two workers, each with its batch worker, over one SQLite store."""
+    two = tbs_server("tbs-two-workers", workers=2, batch_wait=6)
+    members = [PatClient(world, two, tmp_path / "pats", f"two-{i}") for i in range(4)]
+    try:
+        for pat in members:
+            assert pat.enrol().status_code == 202
+        txids = set()
+        for pat in members:
+            request = pat.wait_signing_request()
+            assert pat.sign(request).status_code == 200
+            txids.add(request.txid)
+        for pat in members:
+            doc = pat.wait_status("anchored", mine=True)
+            assert doc["locator"] == pat.pat.confirm(world.source).to_json()
+            assert row_of(two, pat.enrolment_id).attempts == 1
+        store = two.store()
+        try:
+            with store.read() as connection:
+                states = [row.state for row in connection.execute(select(batches.c.state))]
+        finally:
+            store.close()
+        assert states == ["settled"] * len(txids)
+    finally:
+        for pat in members:
+            pat.close()
