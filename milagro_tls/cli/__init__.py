@@ -8,14 +8,14 @@ from ..errors import MilagroError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import chain_commands, identity_commands, demo_command
+    from . import chain_commands, identity_commands, ecosystem_demo
     from . import capture_command, tls_commands, wallet_commands
 
     parser = argparse.ArgumentParser(prog="milagro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     chain_commands.register(sub)
     identity_commands.register(sub)
-    demo_command.register(sub)
+    ecosystem_demo.register(sub)
     wallet_commands.register(sub)
     tls_commands.register(sub)
     capture_command.register(sub)

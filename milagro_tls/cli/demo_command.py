@@ -1,4 +1,4 @@
-"""``milagro demo``: the embedded regtest chain, two anchored identities, each verified by the
+"""``milagro demo tls``: the embedded regtest chain, two anchored identities, each verified by the
 other, then TLS 1.2 between them over TCP with each of the six Bitcoin suites, recorded as
 ``demo.pcap`` with its key log ``demo.keylog`` for Wireshark."""
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ..identity.party import Party
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded regtest chain")
+    """``tls`` under ``milagro demo`` (ecosystem_demo.py registers ``demo``)."""
+    demo = sub.add_parser("tls", help="the TLS demo: two identities, the six Bitcoin suites, demo.pcap")
     demo.add_argument("--dir", type=Path, default=None, help="working directory (default: a fresh temporary one)")
     demo.set_defaults(func=_demo)
 

@@ -1,4 +1,4 @@
-"""``milagro identity create|show|verify`` and ``milagro demo`` end to end on the embedded chain."""
+"""``milagro identity create|show|verify`` and ``milagro demo tls`` end to end on the embedded chain."""
 from __future__ import annotations
 
 import json
@@ -51,7 +51,7 @@ def test_create_show_verify_round_trip(tmp_path, capsys):
 
 
 def test_demo_runs_and_reports_agreement(tmp_path, capsys):
-    code, out, _ = _run(capsys, "demo", "--dir", str(tmp_path / "demo"))
+    code, out, _ = _run(capsys, "demo", "tls", "--dir", str(tmp_path / "demo"))
     assert code == 0
     assert "x(k_server·R_idp) == x(k_idp·R_server): yes" in out
     assert "refused: DigestMismatch" in out

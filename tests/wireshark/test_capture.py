@@ -1,5 +1,5 @@
 """Captures of our own connections: the pcap writer, the recording proxy, ``milagro capture``
-and the pcap and key log ``milagro demo`` writes, all read back by the real tshark."""
+and the pcap and key log ``milagro demo tls`` writes, all read back by the real tshark."""
 from __future__ import annotations
 
 import json
@@ -125,7 +125,7 @@ def test_milagro_capture_without_connect_arguments_says_so(capsys, tmp_path):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("wireshark-demo")
-    done = subprocess.run([*MILAGRO, "demo", "--dir", str(workdir)], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([*MILAGRO, "demo", "tls", "--dir", str(workdir)], capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items() if k != "SSLKEYLOGFILE"})
     assert done.returncode == 0, done.stdout + done.stderr
     return workdir, done
