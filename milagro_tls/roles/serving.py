@@ -249,12 +249,14 @@ def serve_role(*, chain: str, prepare: Callable[[Any], tuple[Any, Any]], app: st
                host: str, port: int, workers: int, cert: str | None, key: str | None,
                context_options: dict[str, Any] | None = None,
                announce: Callable[[Any, Path], dict[str, Any]] | None = None,
-               before_serve: Callable[[Any], None] | None = None) -> int:
+               before_serve: Callable[[Any], None] | None = None,
+               gunicorn: dict[str, Any] | None = None) -> int:
     """What every role's ``serve`` command does in gunicorn's master: reach the chain (starting the
     regtest directory's chain server when none runs), ``prepare(source) -> (RoleHome, Party)`` (the
     identity on first start, schema, keys), the fallback certificate, the role's Context, then
     gunicorn with ``app`` built in each worker. ``before_serve(context)`` runs with the Context open
-    (a service fetching its server secret); ``announce(party, certfile)`` adds to the listening line."""
+    (a service fetching its server secret); ``announce(party, certfile)`` adds to the listening line;
+    ``gunicorn`` passes further settings (a second ``bind`` for an admin port)."""
     from ..chain.spec import open_source
     from ..context import Context
 
@@ -274,5 +276,6 @@ def serve_role(*, chain: str, prepare: Callable[[Any], tuple[Any, Any]], app: st
                 before_serve(context)
             serve(ServeConfig(app=app, app_kwargs=app_kwargs, host=host, port=port, workers=workers,
                               certfile=certfile, keyfile=keyfile,
-                              announce=announce(party, certfile) if announce else {}), context)
+                              announce=announce(party, certfile) if announce else {},
+                              gunicorn=gunicorn or {}), context)
     return 0

@@ -101,9 +101,7 @@ def _free_ports(host: str, count: int) -> list[int]:
 
 
 def _serve(args) -> int:
-    from ...chain.spec import open_source
-    from ...context import Context
-    from ..serving import ServeConfig, chain_service, serve
+    from ..serving import serve_role
     from .service import TbsSettings, enrolment_key, prepare
 
     free = iter(_free_ports(args.host, 2))
@@ -116,32 +114,24 @@ def _serve(args) -> int:
     settings = TbsSettings(home=str(args.home), chain=args.chain, base_url=base_url, name=args.name, db=args.db,
                            period=args.period, admin_port=admin_port, max_batch=args.max_batch, gather=args.gather,
                            batch_wait=args.batch_wait, min_confirmations=args.min_confirmations, lease=args.lease)
-    with chain_service(args.chain):
-        source = open_source(args.chain)
-        try:
-            home, party = prepare(settings, source)
-        finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
-        certfile, keyfile = home.fallback_certificate(args.cert, args.key)
-        # New PATs connect anonymously (require_client_identity stays False); anchored PATs are
-        # known by their verified locator (/pat/instructions), at the depth this TBS settles
-        # its batches at: a PAT it calls anchored can fetch its updates.
-        context = Context(identity=party, chain=args.chain, fallback_certificate=(str(certfile), str(keyfile)),
-                          accept_anchored_clients=True, min_confirmations=args.min_confirmations)
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        binds = [f"{host}:{port}"] + ([f"{host}:{admin_port}"] if admin_port is not None else [])
-        announce = {"base_url": base_url, "ca_file": str(certfile), "name": args.name,
-                    "locator": party.locator.to_json(), "admin_port": admin_port,
-                    "admin_url": f"https://localhost:{admin_port}" if admin_port is not None else None,
-                    "enrolment_key": enrolment_key(home.path).public_key.format().hex(),
-                    "batch_key": party.certificate.batch_key.hex()}
-        with context:
-            serve(ServeConfig(app="milagro_tls.roles.tbs.service:worker_app", app_kwargs=settings.to_kwargs(),
-                              host=args.host, port=port, workers=args.workers, certfile=certfile, keyfile=keyfile,
-                              announce=announce, gunicorn={"bind": binds}), context)
-    return 0
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    binds = [f"{host}:{port}"] + ([f"{host}:{admin_port}"] if admin_port is not None else [])
+
+    def announce(party, certfile) -> dict:
+        return {"base_url": base_url, "ca_file": str(certfile), "name": args.name,
+                "locator": party.locator.to_json(), "admin_port": admin_port,
+                "admin_url": f"https://localhost:{admin_port}" if admin_port is not None else None,
+                "enrolment_key": enrolment_key(Path(args.home)).public_key.format().hex(),
+                "batch_key": party.certificate.batch_key.hex()}
+
+    # New PATs connect anonymously (require_client_identity stays False); anchored PATs are known
+    # by their verified locator (/pat/instructions), at the depth this TBS settles its batches
+    # at: a PAT it calls anchored can fetch its updates.
+    return serve_role(chain=args.chain, prepare=lambda source: prepare(settings, source),
+                      app="milagro_tls.roles.tbs.service:worker_app", app_kwargs=settings.to_kwargs(),
+                      host=args.host, port=port, workers=args.workers, cert=args.cert, key=args.key,
+                      context_options={"accept_anchored_clients": True, "min_confirmations": args.min_confirmations},
+                      announce=announce, gunicorn={"bind": binds})
 
 
 def _open(args):
