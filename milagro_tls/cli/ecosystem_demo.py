@@ -44,7 +44,8 @@ class _RichProgress:
         self.progress.advance(self.tasks[name], n)
 
     def say(self, text: str) -> None:
-        self.progress.console.log(text)
+        from rich.markup import escape
+        self.progress.console.log(escape(text))
 
 
 def _terminate(signum, frame) -> None:
@@ -53,6 +54,7 @@ def _terminate(signum, frame) -> None:
 
 def _demo(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..demo.pipeline import Options, run_pipeline
@@ -63,7 +65,7 @@ def _demo(args) -> int:
         return 2
     temporary = args.dir is None
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="milagro-ecosystem-"))
-    out, err = Console(), Console(stderr=True)
+    out, err = Console(), Console(stderr=True, log_path=False)
     if not out.is_terminal:              # a file or a pipe: rich would cut the tables at 80 columns
         out = Console(width=200)
     signal.signal(signal.SIGTERM, _terminate)
@@ -74,12 +76,16 @@ def _demo(args) -> int:
                       console=err) as bars:
             summary = run_pipeline(options, _RichProgress(bars, err))
     except DemoError as exc:
-        err.print(f"[bold red]demo failed[/bold red]: {exc}", markup=True, highlight=False)
+        err.print(f"[bold red]demo failed[/bold red]: {escape(str(exc))}", highlight=False)
         err.print(f"every process it started is stopped; logs in {options.workdir / 'logs'}")
         return 1
     except KeyboardInterrupt:
         err.print("interrupted: every process the demo started is stopped")
         return 130
+    except Exception as exc:             # a bug or an unforeseen failure: still a clear line, still cleaned up
+        err.print(f"[bold red]demo failed[/bold red]: {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        err.print(f"every process it started is stopped; logs in {options.workdir / 'logs'}")
+        return 1
     summary.render(out)
     if summary.authenticated != len(summary.pats):
         err.print(f"[bold red]M-Pin passed for {summary.authenticated} of {len(summary.pats)} PATs[/bold red]")
