@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, create_engine, event, func, insert,
-                        select, text, update)
+                        literal_column, select, text, update)
 from sqlalchemy.engine import Connection, Engine, Row, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.sql import Select
@@ -199,8 +199,10 @@ def insert_or_ignore(connection: Connection, table: Table, values: dict) -> bool
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    result = connection.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
-    return result.rowcount == 1
+    # RETURNING, not rowcount: psycopg 3 under SQLAlchemy 2.1 reports rowcount -1 for this
+    # statement, which made every insert look ignored on PostgreSQL.
+    statement = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(literal_column("1"))
+    return connection.execute(statement).first() is not None
 
 
 def _sqlite_engine(url: str) -> Engine:
