@@ -26,10 +26,10 @@ from ...identity.batch import BatchAssembler, BatchKey
 from ...identity.keys import read_key_file, write_key_file
 from ...identity.marker import MarkerType
 from ...identity.rootchain import RootAnchorer
-from ...identity.wallet import AnchoringWallet
 from ..activitylog import ActivityLog, PeriodicJobs
 from ..canary import CanaryKeeper
 from ..home import RoleHome, RoleHomeError
+from ..walletstore import root_chain_lock, store_wallet
 from ..wellknown import wellknown_blueprint
 from . import tables
 from .app import PortDispatcher, TbsApp, create_app
@@ -97,6 +97,7 @@ def prepare(settings: TbsSettings, source) -> tuple[RoleHome, object]:
     try:
         tables.migrate(store)
         ActivityLog(store, settings.period, None)          # its schema
+        store_wallet(home.path, source, store)             # its schema; wallet.json adopted once
         admin = _admin_module()
         if admin is not None and hasattr(admin, "migrate"):
             admin.migrate(store)
@@ -159,10 +160,15 @@ def worker_app(**kwargs):
     store = home.open_store(settings.db)
     tables.migrate(store)
     source = open_source(settings.chain)
-    activity = ActivityLog(store, settings.period, RootAnchorer(home.path, settings.name, source))
+    # One wallet record and root-chain lock in the store: workers on several machines sharing
+    # the database never spend one coin twice or fork a chain (roles.walletstore).
+    wallet = store_wallet(home.path, source, store)
+    anchorer = RootAnchorer(home.path, settings.name, source, wallet=wallet,
+                            lock=root_chain_lock(store, home.path, settings.name))
+    activity = ActivityLog(store, settings.period, anchorer)
     canary = CanaryKeeper(store, party.key, settings.base_url, activity)
     log_jobs = PeriodicJobs(activity, canary=canary).start()
-    assembler = BatchAssembler(BatchKey.load_or_create(home.path), AnchoringWallet(home.path, source),
+    assembler = BatchAssembler(BatchKey.load_or_create(home.path), wallet,
                                max_pats=settings.max_batch)
     pending = PendingBatches()
     batcher = Batcher(store, assembler, source, activity, settings.policy(), pending=pending)
