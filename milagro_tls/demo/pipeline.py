@@ -170,15 +170,14 @@ def run_pipeline(options: Options, progress: Progress) -> Summary:
         deployment.close()
 
 
-def peak_memory(processes: Processes) -> dict[str, int]:
-    """Per role: the sum of VmHWM (peak resident set) over its process and its children
-    (gunicorn's master and workers), in KiB, read while they still run."""
+def peak_memory(processes: Processes) -> dict[str, dict]:
+    """Per role: VmHWM (peak resident set, KiB) of its process and each descendant (gunicorn's
+    master and workers), read while they still run; ``sum_kib`` adds them up."""
     peaks = {}
     for child in processes.children:
-        total = 0
-        for pid in [child.pid, *_descendants(child.pid)]:
-            total += _vmhwm(pid)
-        peaks[child.label] = total
+        each = {pid: _vmhwm(pid) for pid in [child.pid, *_descendants(child.pid)]}
+        peaks[child.label] = {"sum_kib": sum(each.values()), "max_kib": max(each.values(), default=0),
+                              "processes": {str(pid): kib for pid, kib in each.items()}}
     return peaks
 
 

@@ -38,7 +38,7 @@ class Summary:
     keylog: str | None
     timings: dict[str, float]
     roles: dict[str, dict]
-    peak_memory_kib: dict[str, int] = field(default_factory=dict)
+    peak_memory_kib: dict[str, dict] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1) + "\n")
