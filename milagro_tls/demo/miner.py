@@ -6,6 +6,9 @@ It announces ``{"miner": pid, "height": H}`` and then obeys one command per stdi
 each with one JSON line:
 
     run      mine a block every ``--every`` seconds (while the demo waits for confirmations)
+    auto     every ``--every`` seconds, mine a block only if the mempool holds a transaction
+             (while PATs enrol: the tip moves only when a batch waits, so a thin client's
+             header sync is rarely overtaken by a block)
     pause    stop mining on the clock
     mine N   mine N blocks now (on demand), answer {"height", "mined": N}
     quit     exit (so does EOF: the demo's end, or its death)
@@ -45,6 +48,9 @@ class MinerControl:
     def run(self) -> None:
         self._command("run")
 
+    def auto(self) -> None:
+        self._command("auto")
+
     def pause(self) -> None:
         self._command("pause")
 
@@ -66,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     source = open_regtest(args.chain_dir)
     lock = threading.Lock()                  # one RPC at a time on the source
     running = threading.Event()
+    only_pending = threading.Event()
     done = threading.Event()
 
     def clock() -> None:
         while not done.wait(args.every):
             if running.is_set():
                 with lock:
-                    source.mine(1)
+                    if not only_pending.is_set() or source.mempool_txids():
+                        source.mine(1)
 
     with lock:
         _say({"miner": __import__("os").getpid(), "height": source.tip().height})
@@ -80,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")
-            if command == "run":
+            if command in ("run", "auto"):
+                (only_pending.set if command == "auto" else only_pending.clear)()
                 running.set()
-                _say({"running": True})
+                _say({"running": True, "only_pending": command == "auto"})
             elif command == "pause":
                 running.clear()
                 _say({"running": False})

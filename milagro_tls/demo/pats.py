@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from ..chain.errors import SourceBehind
 from ..chain.network import Network
 from ..chain.tbs_source import TbsSource
 from ..context import Context
@@ -47,21 +48,36 @@ class PatOutcome:
     service_suite: str | None = None
     identity_hex: str | None = None
     mpin: dict | None = None
+    retries: int = 0                     # enrol calls repeated after a SourceBehind
 
     def to_json(self) -> dict:
         return {"index": self.index, "name": self.name, "home": str(self.home), "locator": self.locator,
                 "enrol_seconds": self.enrol_seconds, "login_seconds": self.login_seconds,
                 "mpin_seconds": self.mpin_seconds, "dta_suites": self.dta_suites,
-                "service_suite": self.service_suite, "identity": self.identity_hex,
+                "service_suite": self.service_suite, "identity": self.identity_hex, "enrol_retries": self.retries,
                 "mpin_authenticated": bool(self.mpin and self.mpin.get("authenticated")),
                 "mpin_sub": self.mpin.get("sub") if self.mpin else None}
+
+
+#: resolve_anchor refuses a source whose tip moved between its header sync and its tip check
+#: (SourceBehind): with the miner on the clock and a busy TBS that happens. enrol resumes from
+#: the PAT's home, so it is simply called again.
+ENROL_ATTEMPTS = 10
 
 
 def enrol_pat(outcome: PatOutcome, tbs_address: str, tbs_locator: dict, checkpoint: str, *,
               interval: float, timeout: float) -> PatOutcome:
     started = time.perf_counter()
-    result = enrol(outcome.home, tbs_address, tbs_locator, checkpoint=checkpoint, name=outcome.name,
-                   min_confirmations=1, interval=interval, timeout=timeout)
+    for attempt in range(1, ENROL_ATTEMPTS + 1):
+        try:
+            result = enrol(outcome.home, tbs_address, tbs_locator, checkpoint=checkpoint, name=outcome.name,
+                           min_confirmations=1, interval=interval, timeout=timeout)
+            break
+        except SourceBehind:
+            if attempt == ENROL_ATTEMPTS:
+                raise
+            outcome.retries += 1
+            time.sleep(min(0.5 * attempt, 3.0))
     outcome.locator = result.locator.to_json()
     outcome.enrol_seconds = time.perf_counter() - started
     return outcome

@@ -128,7 +128,7 @@ def run_pipeline(options: Options, progress: Progress) -> Summary:
         host, port = deployment.address("tbs")
         interval = max(1.0, options.pats / 100)          # the TBS answers every PAT's polls
         progress.phase("enrol PATs", len(pats))
-        deployment.miner.run()
+        deployment.miner.auto()                 # a block whenever a batch (or anything) waits
         with _timed(timings, "enrol"):
             pats = _run_all(pats, lambda pat: enrol_pat(pat, f"{host}:{port}", tbs.locator, deployment.checkpoint,
                                                         interval=interval, timeout=options.timeout),
@@ -136,6 +136,7 @@ def run_pipeline(options: Options, progress: Progress) -> Summary:
         txids = {pat.locator["txid"] for pat in pats}
         progress.say(f"{len(pats)} PATs anchored in {len(txids)} batch transaction(s): "
                      + ", ".join(sorted(txids)))
+        deployment.miner.run()                  # a block a second until the batches are deep enough
         with _timed(timings, f"wait for {CLIENT_CONFIRMATIONS} confirmations"):
             _wait_depth(deployment, txids, CLIENT_CONFIRMATIONS, options.timeout)
         deployment.miner.pause()
