@@ -16,7 +16,8 @@ would make the chain's history depend on which one miners take, so:
   a time: by default an ``fcntl.flock`` on NAME/rootchain.lock (processes sharing the home,
   gunicorn workers); ``RootAnchorer(..., lock=...)`` takes another (the roles' PostgreSQL
   advisory lock, milagro_tls.roles.walletstore, for workers on several machines);
-* the new link is written to NAME/rootchain.json (``"sent": false``) *before* the wallet
+* the new link is written to the state (NAME/rootchain.json by default; ``state=`` takes
+  another, such as the roles' store) as ``pending`` *before* the wallet
   records and sends it. After a crash the next call re-sends exactly that transaction
   instead of building a second spend of the same output; it is rebuilt only once the
   source has refused it and says the previous chain output exists and is still unspent.
@@ -32,7 +33,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Protocol
 
 from embit.script import Witness
 
@@ -110,21 +111,31 @@ class _Chain:
                    _Link.from_json(obj["pending"]) if obj.get("pending") else None)
 
 
+class ChainState(Protocol):
+    """Where RootAnchorer keeps its state document (JSON text); ``where`` names it in errors."""
+    where: str
+
+    def read(self) -> str | None: ...
+    def write(self, text: str) -> None: ...
+
+
 class RootAnchorer:
     """Anchors roots on a party's anchor chains (one chain per marker type its certificate names)."""
 
     def __init__(self, home: Path, party_name: str, source: ChainSource, *,
                  wallet: AnchoringWallet | None = None,
-                 lock: Callable[[], ContextManager] | None = None) -> None:
+                 lock: Callable[[], ContextManager] | None = None, state: "ChainState | None" = None) -> None:
         """``lock()``: a context manager excluding every other anchorer of this party for one
-        settle-build-record-send cycle (default: an flock on NAME/rootchain.lock)."""
+        settle-build-record-send cycle (default: an flock on NAME/rootchain.lock). ``state``:
+        where the chains' links are kept (default NAME/rootchain.json); it is read and written
+        only under the lock, so anchorers on several machines share it through a database."""
         self.party = Party.load(home, party_name)
         if not self.party.certificate.root_chains:
             raise IdentityError(f"identity {party_name} has no root chains (Party.create(..., root_chains=...))")
         self.source = source
         self.wallet = wallet if wallet is not None else AnchoringWallet(home, source)
         self._key: ChainKey = self.party.chain_key()
-        self._state_path = self.party.directory / STATE_FILE
+        self._state = state if state is not None else FileChainState(self.party.directory / STATE_FILE)
         self._lock_path = self.party.directory / LOCK_FILE
         self._locked = lock if lock is not None else partial(file_lock, self._lock_path)
 
@@ -262,19 +273,38 @@ class RootAnchorer:
         return MarkerType(root_type)
 
     def _load(self) -> dict[MarkerType, _Chain]:
+        where = self._state.where
         try:
-            doc = json.loads(self._state_path.read_text())
-        except FileNotFoundError:
-            return {}
+            text = self._state.read()
+            if text is None:
+                return {}
+            doc = json.loads(text)
         except (OSError, ValueError) as exc:
-            raise RootChainStateError(f"{self._state_path} is unreadable: {exc}") from None
+            raise RootChainStateError(f"{where} is unreadable: {exc}") from None
         if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("chains"), dict):
-            raise RootChainStateError(f"{self._state_path} has an unknown version")
+            raise RootChainStateError(f"{where} has an unknown version")
         try:
             return {MarkerType(int(t)): _Chain.from_json(chain) for t, chain in doc["chains"].items()}
         except (KeyError, ValueError) as exc:
-            raise RootChainStateError(f"{self._state_path} is malformed: {exc}") from None
+            raise RootChainStateError(f"{where} is malformed: {exc}") from None
 
     def _save(self, state: dict[MarkerType, _Chain]) -> None:
         doc = {"version": VERSION, "chains": {str(int(t)): c.to_json() for t, c in sorted(state.items())}}
-        write_atomically(self._state_path, json.dumps(doc, indent=1) + "\n")
+        self._state.write(json.dumps(doc, indent=1) + "\n")
+
+
+class FileChainState:
+    """The default state store: NAME/rootchain.json, replaced atomically (and fsynced)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+
+    def read(self) -> str | None:
+        try:
+            return self.path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def write(self, text: str) -> None:
+        write_atomically(self.path, text)
