@@ -21,10 +21,14 @@ workers on several machines sharing one database never spend one coin twice or f
   or rebroadcast them.
 * ``root_chain_lock(store, home, name)`` is the matching lock for identity.rootchain.RootAnchorer
   (advisory lock keyed by the identity's public key on PostgreSQL; the flock on
-  NAME/rootchain.lock on SQLite); ``store_root_anchorer`` builds an anchorer with both.
+  NAME/rootchain.lock on SQLite) and ``root_chain_state(store, home, name)`` keeps its state
+  document (the links, the pending one written before the wallet records it) in
+  ``root_chain_states`` instead of NAME/rootchain.json (adopted on first use);
+  ``store_root_anchorer`` builds an anchorer with all three.
 
-The root chain's own state (NAME/rootchain.json) stays in the identity directory: workers on
-several machines share the role's home (they already share its keys).
+With these in the store, machines running a role can each hold a copy of its home (keys and
+identity, written once at the first start): what the wallet and the anchorer change lives in
+the shared database.
 """
 from __future__ import annotations
 
@@ -35,15 +39,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ContextManager
 
-from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, UniqueConstraint, delete,
-                        insert, select, text)
+from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint,
+                        delete, insert, select, text, update)
 from sqlalchemy.engine import Connection
 
 from ..chain.hashes import from_display_hex
 from ..chain.source import ChainSource
 from ..identity.files import file_lock
 from ..identity.party import Party
-from ..identity.rootchain import LOCK_FILE as ROOT_LOCK_FILE, RootAnchorer
+from ..identity.rootchain import LOCK_FILE as ROOT_LOCK_FILE, STATE_FILE as ROOT_STATE_FILE, RootAnchorer
 from ..identity.wallet import AnchoringWallet, load_fee_key
 from ..identity.wallet_record import LOCK_FILE as WALLET_LOCK_FILE, SentTx, WalletRecord
 from .store import Store, insert_or_ignore
@@ -74,11 +78,23 @@ wallet_adopted = Table(
 )
 
 
+#: RootAnchorer's state document (identity.rootchain), one per identity, written under its lock.
+root_chain_states = Table(
+    "root_chain_states", _metadata,
+    Column("identity", String(66), primary_key=True),          # the identity key, compressed hex
+    Column("doc", Text, nullable=False),
+)
+
+
 def _create_tables(connection: Connection) -> None:
     _metadata.create_all(connection, tables=[wallet_transactions, wallet_adopted])
 
 
-MIGRATIONS = [_create_tables]
+def _create_root_chain_states(connection: Connection) -> None:
+    _metadata.create_all(connection, tables=[root_chain_states])
+
+
+MIGRATIONS = [_create_tables, _create_root_chain_states]
 
 
 def advisory_key(scope: str, name: str) -> int:
@@ -214,9 +230,48 @@ def root_chain_lock(store: Store, home: Path, party_name: str) -> Callable[[], C
     return store_lock(store, "rootchain", party.key.public_key.hex(), party.directory / ROOT_LOCK_FILE)
 
 
+class StoreChainState:
+    """RootAnchorer's state document in ``root_chain_states`` (identity.rootchain.ChainState).
+    Until the store holds one, the identity's NAME/rootchain.json (if any) is read: the first
+    write then moves it into the store, and the file is never read again."""
+
+    def __init__(self, store: Store, identity: str, adopt_from: Path) -> None:
+        self.store = store
+        self.identity = identity
+        self.adopt_from = Path(adopt_from)
+        self.where = f"root chain state of {identity[:16]}... in {store.url}"
+        store.migrate(COMPONENT, MIGRATIONS)
+
+    def read(self) -> str | None:
+        with self.store.read() as connection:
+            doc = connection.scalar(select(root_chain_states.c.doc)
+                                    .where(root_chain_states.c.identity == self.identity))
+        if doc is not None:
+            return doc
+        try:
+            return self.adopt_from.read_text()
+        except FileNotFoundError:
+            return None
+
+    def write(self, text: str) -> None:
+        with self.store.begin() as connection:
+            if not insert_or_ignore(connection, root_chain_states, {"identity": self.identity, "doc": text}):
+                connection.execute(update(root_chain_states).where(root_chain_states.c.identity == self.identity)
+                                   .values(doc=text))
+
+
+def root_chain_state(store: Store, home: Path, party_name: str) -> StoreChainState:
+    """RootAnchorer's state for identity ``party_name`` in the store (its rootchain.json adopted)."""
+    party = Party.load(home, party_name)
+    return StoreChainState(store, party.key.public_key.hex(), party.directory / ROOT_STATE_FILE)
+
+
 def store_root_anchorer(home: Path, party_name: str, source: ChainSource, store: Store, *,
                         wallet: AnchoringWallet | None = None) -> RootAnchorer:
-    """A RootAnchorer paying from the store-backed wallet under the store's root-chain lock."""
+    """A RootAnchorer paying from the store-backed wallet, its state in the store and locked by
+    the store's root-chain lock: anchorers on several machines (each with a copy of the home)
+    extend one chain."""
     return RootAnchorer(home, party_name, source,
                         wallet=wallet if wallet is not None else store_wallet(home, source, store),
-                        lock=root_chain_lock(store, home, party_name))
+                        lock=root_chain_lock(store, home, party_name),
+                        state=root_chain_state(store, home, party_name))
