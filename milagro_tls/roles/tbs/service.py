@@ -29,7 +29,7 @@ from ...identity.rootchain import RootAnchorer
 from ..activitylog import ActivityLog, PeriodicJobs
 from ..canary import CanaryKeeper
 from ..home import RoleHome, RoleHomeError
-from ..walletstore import root_chain_lock, store_wallet
+from ..walletstore import root_chain_lock, root_chain_state, store_wallet
 from ..wellknown import wellknown_blueprint
 from . import tables
 from .app import PortDispatcher, TbsApp, create_app
@@ -160,11 +160,12 @@ def worker_app(**kwargs):
     store = home.open_store(settings.db)
     tables.migrate(store)
     source = open_source(settings.chain)
-    # One wallet record and root-chain lock in the store: workers on several machines sharing
-    # the database never spend one coin twice or fork a chain (roles.walletstore).
+    # The wallet record, the root chain's state and their locks in the store: workers on several
+    # machines sharing the database never spend one coin twice or fork a chain (roles.walletstore).
     wallet = store_wallet(home.path, source, store)
     anchorer = RootAnchorer(home.path, settings.name, source, wallet=wallet,
-                            lock=root_chain_lock(store, home.path, settings.name))
+                            lock=root_chain_lock(store, home.path, settings.name),
+                            state=root_chain_state(store, home.path, settings.name))
     activity = ActivityLog(store, settings.period, anchorer)
     canary = CanaryKeeper(store, party.key, settings.base_url, activity)
     log_jobs = PeriodicJobs(activity, canary=canary).start()
