@@ -6,7 +6,8 @@
   then restarted on the same home and port. Every enrolment that got its 202 completes without
   being sent again, and every PAT's key is signed into exactly one mined batch.
 * Two machines: two separate ``milagro tbs serve`` processes (each its own gunicorn master, on
-  its own port) share one PostgreSQL database and one home; PATs enrol at both. Every PAT is
+  its own port, and its own copy of the home made after the first start, so no file or flock is
+  shared) share one PostgreSQL database; PATs enrol at both. Every PAT is
   anchored exactly once on chain, every transaction the shared wallet recorded was mined (none
   refused as a double spend, none dropped), and the mined transactions spend every coin once.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 import threading
 import time
 from collections import Counter
@@ -32,6 +34,7 @@ from milagro_tls.chain.tx import is_coinbase, outpoint
 from milagro_tls.errors import MilagroError
 from milagro_tls.identity.batch import SigningRequest
 from milagro_tls.roles.tbs.tables import batches, enrolments
+from milagro_tls.identity.wallet_record import WalletRecord
 from milagro_tls.roles.walletstore import StoreWalletRecord, wallet_id
 
 from .patclient import PatClient
@@ -263,10 +266,16 @@ def test_sigkill_under_load_loses_no_acknowledged_enrolment_and_anchors_none_twi
 
 def test_two_tbs_machines_on_one_postgresql_never_spend_one_coin_twice(world, tbs_server, tmp_path,
                                                                        postgres_database):
+    """Two TBS processes, each on its own copy of the home, sharing one PostgreSQL."""
     started = time.monotonic()
     options = dict(db=postgres_database, batch_wait=3, gather=0.5, max_batch=5, period=4)
     one = tbs_server("tbs-pg", **options)
-    two = tbs_server("tbs-pg", home=one.home, **options)        # another master, port and engine
+    # The other machine: a copy of the home made after the first start (keys, identity), its own
+    # gunicorn master, port, engine, files and flocks; only the database is shared.
+    other = tmp_path / "other-machine"
+    shutil.copytree(one.home, other)
+    (other / "tbs-serve.log").unlink()
+    two = tbs_server("tbs-pg", home=other, **options)
     assert one.port != two.port and one.locator == two.locator
     first_height = world.source.tip().height + 1
     pats = make_pats(world, lambda i: (one, two)[i % 2], tmp_path, "pg", 24)
@@ -305,9 +314,12 @@ def test_two_tbs_machines_on_one_postgresql_never_spend_one_coin_twice(world, tb
     print(f"\ntwo TBS processes on PostgreSQL: {len(fleet.pats)} PATs, {len(rows)} batches "
           f"({Counter(row.state for row in rows)}), {len(record)} wallet transactions, {len(fee_coins)} fee-key "
           f"coins spent once each, transport errors {fleet.transport_errors}, {time.monotonic() - started:.1f} s")
-    logs = one.log().lower()                    # both processes write to the home's tbs-serve.log
-    for refusal in ("conflict", "dropped", "rejected", "refused", "traceback"):
-        assert refusal not in logs, refusal
+    for home in (one.home, other):             # the files hold only the identity's own start
+        assert {e.label.split()[0] for e in WalletRecord(home).load()} == {"funding", "anchor"}
+    for process in (one, two):
+        logs = process.log().lower()
+        for refusal in ("conflict", "dropped", "rejected", "refused", "traceback"):
+            assert refusal not in logs, (refusal, process.port)
     assert time.monotonic() - started < BUDGET + 5
 
 
