@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from ..capture.recorder import RecordingProxy
 from ..chain.hashes import sha256d, to_display_hex
 from ..identity.party import Party
 from .miner import MinerControl
-from .processes import DemoError, Processes, milagro_argv, run
+from .processes import Processes, milagro_argv, run
 
 USER, PASSWORD = "alice", "correct horse battery staple"
 DTA_NAMES = ("dta-a", "dta-b")
@@ -65,7 +66,7 @@ class Deployment:
     proxies: dict[str, RecordingProxy] = field(default_factory=dict)
     miner: MinerControl | None = None
     checkpoint: str | None = None
-    source = None
+    source: Any = None                  # the demo's own RpcSource on the chain server (summary facts)
 
     def __post_init__(self) -> None:
         self.chain_dir = self.workdir / "chain"
@@ -224,8 +225,3 @@ class Deployment:
             self.source.close()
             self.source = None
         self.processes.stop_all()
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise DemoError(message)

@@ -26,7 +26,7 @@ from ..chain.tbs_source import TbsSource
 from ..context import Context
 from ..identity.batchpat import BatchPat
 from ..identity.local import LocalIdentity
-from ..roles.dta.client import DtaClient, combine_shares, credential_path, mpin_authenticate
+from ..roles.dta.client import DtaClient, DtaConnectError, combine_shares, credential_path, mpin_authenticate
 from ..roles.pat import PatHome, enrol
 from .processes import DemoError
 
@@ -105,6 +105,22 @@ def _cipher(http: httpx.Client, url: str, sni: str) -> str:
     return sock.cipher()[0]
 
 
+#: A poll sent on a kept-alive connection the server is closing at that moment (gunicorn's
+#: keep-alive timeout) fails with "Server disconnected"; a poll changes nothing, so it is
+#: sent again. (Fetching shares is not repeated: a second fetch would be a second issuance.)
+POLL_ATTEMPTS = 3
+
+
+def _wait_for_login(client: DtaClient, nonce: str, *, timeout: float, interval: float) -> None:
+    for attempt in range(1, POLL_ATTEMPTS + 1):
+        try:
+            return client.wait_for_login(nonce, timeout=timeout, interval=interval)
+        except DtaConnectError:
+            if attempt == POLL_ATTEMPTS:
+                raise
+            time.sleep(interval)
+
+
 def login_and_authenticate(outcome: PatOutcome, *, dtas: dict[str, str], service: tuple[str, str], issuer: str,
                            approve: Callable[[str], None], pin: str, keylog: Path | None,
                            poll_interval: float, login_timeout: float) -> PatOutcome:
@@ -137,7 +153,7 @@ def login_and_authenticate(outcome: PatOutcome, *, dtas: dict[str, str], service
                 approve(login.verification_uri_complete)
             shares = []
             for name, client in clients.items():
-                client.wait_for_login(logins[name].login_nonce, timeout=login_timeout, interval=poll_interval)
+                _wait_for_login(client, logins[name].login_nonce, timeout=login_timeout, interval=poll_interval)
                 shares.append(client.fetch_client_shares(logins[name].login_nonce))
                 outcome.dta_suites[name] = _cipher(client.http, "/healthz", name)
         finally:

@@ -134,8 +134,8 @@ def run_pipeline(options: Options, progress: Progress) -> Summary:
                                                         interval=interval, timeout=options.timeout),
                             options.enrol_threads, progress, "enrol PATs", processes)
         txids = {pat.locator["txid"] for pat in pats}
-        progress.say(f"{len(pats)} PATs anchored in {len(txids)} batch transaction(s): "
-                     + ", ".join(sorted(txids)))
+        shown = ", ".join(sorted(txids)[:4]) + (f", … ({len(txids) - 4} more)" if len(txids) > 4 else "")
+        progress.say(f"{len(pats)} PATs anchored in {len(txids)} batch transaction(s): {shown}")
         deployment.miner.run()                  # a block a second until the batches are deep enough
         with _timed(timings, f"wait for {CLIENT_CONFIRMATIONS} confirmations"):
             _wait_depth(deployment, txids, CLIENT_CONFIRMATIONS, options.timeout)
