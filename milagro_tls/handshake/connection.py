@@ -27,7 +27,7 @@ from .errors import (ConnectionDead, HandshakeError, InternalError, MalformedMes
                      UnexpectedMessage)
 from .events import NEED_DATA, ApplicationData, ConnectionClosed, ConnectionFailed, HandshakeComplete
 from .keyschedule import Transcript
-from .records import ContentType, RecordLayer
+from .records import MAX_CIPHERTEXT, ContentType, RecordLayer
 from .server import ServerHandshake
 from .session import Session
 from .state import CHANGE_CIPHER_SPEC, RENEGOTIATION_REQUESTS, Role, State, next_state, next_states
@@ -43,6 +43,24 @@ _KEY_EXCHANGE_OVERHEAD = 512
 _MAX_CERTIFICATE_CHAIN = 100 * 1024
 #: Consecutive warning alerts we tolerate: each costs us work and the peer nothing.
 _MAX_WARNINGS = 4
+#: The raw bytes kept for the standard-suite fallback's replay: a largest ClientHello and its
+#: record headers (at most 9 records of 2^14).
+_MAX_RAW_HELLO = _MAX_HELLO + 1024
+
+
+def max_buffered_before_authentication(config: HandshakeConfig, role: Role = Role.SERVER) -> int:
+    """The most ``Connection.buffered_bytes`` can reach between calls before the handshake is
+    complete, whatever the peer sends: one incomplete record (header and the largest
+    protected fragment), the handshake message being reassembled (its header and the largest
+    message its role may receive: a ClientHello/ServerHello at OpenSSL's 131396 bytes, a key
+    exchange at the staple bound plus 512, an X.509 chain of the client's fallback at
+    100 KiB), and for a server with a standard-suite fallback the raw ClientHello kept for
+    replay. Over the default server configuration: 149,837 bytes (146 KiB)."""
+    largest = max(_MAX_HELLO, config.max_staple_size + _KEY_EXCHANGE_OVERHEAD)
+    if role is Role.CLIENT and config.fallback_trust_anchors is not None:
+        largest = max(largest, _MAX_CERTIFICATE_CHAIN)
+    raw_hello = _MAX_RAW_HELLO if role is Role.SERVER and config.fallback_context is not None else 0
+    return 5 + MAX_CIPHERTEXT + 4 + largest + raw_hello
 
 
 class LocalProtocolError(MilagroError):
@@ -93,6 +111,13 @@ class Connection(ClientHandshake, ServerHandshake):
     def is_established(self) -> bool:
         return self.state is State.ESTABLISHED
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Peer bytes this connection holds now: the record buffer, the handshake message being
+        reassembled, the raw ClientHello kept for the fallback. Before authentication this
+        stays within ``max_buffered_before_authentication(config, role)`` between calls."""
+        return self._records.held + len(self._handshake_buffer) + len(self._raw_hello or b"")
+
     def start(self) -> None:
         """Client: queue the ClientHello. Servers wait for one and need not call this."""
         if self.role is Role.SERVER:
@@ -109,7 +134,8 @@ class Connection(ClientHandshake, ServerHandshake):
             self._standard.receive_data(data)
             return
         if self._raw_hello is not None:
-            if self.state is State.WAIT_CLIENT_HELLO and len(self._raw_hello) <= _MAX_HELLO + 1024:
+            # Bounded before appending: a peer's one large read must not grow it past the bound.
+            if self.state is State.WAIT_CLIENT_HELLO and len(self._raw_hello) + len(data) <= _MAX_RAW_HELLO:
                 self._raw_hello += data
             else:
                 self._raw_hello = None

@@ -154,6 +154,12 @@ class RecordLayer:
     def buffered(self) -> int:
         return len(self._incoming) - self._position
 
+    @property
+    def held(self) -> int:
+        """Bytes the incoming buffer holds, consumed ones not yet compacted included: what a
+        peer makes us keep (Connection.buffered_bytes)."""
+        return len(self._incoming)
+
     def mid_record(self) -> bool:
         """True when some bytes of an incomplete record are waiting."""
         return self.buffered > 0
@@ -161,6 +167,7 @@ class RecordLayer:
     def next_record(self) -> tuple[int, bytes] | None:
         """The next record's (content type, plaintext), or None until a whole one arrived."""
         if self.buffered < _HEADER.size:
+            self._compact()
             return None
         content_type, version, length = _HEADER.unpack_from(self._incoming, self._position)
         if content_type not in _CONTENT_TYPES:
@@ -172,6 +179,7 @@ class RecordLayer:
             raise RecordOverflow(f"record of {length} bytes exceeds {limit}")
         end = self._position + _HEADER.size + length
         if len(self._incoming) < end:
+            self._compact()
             return None
         fragment = memoryview(self._incoming)[self._position + _HEADER.size:end]
         try:
@@ -186,6 +194,15 @@ class RecordLayer:
             # §6.2.1: zero-length fragments of these types MUST NOT be sent.
             raise MalformedMessage(f"empty {ContentType(content_type).name} record")
         return content_type, plaintext
+
+    def _compact(self) -> None:
+        """Drop the records already consumed once we wait for more: what stays is at most one
+        incomplete record, so a peer that sent a large read and then stalls does not keep it
+        all (pre-authentication memory bound, Connection.buffered_bytes). Cheap: the rest is
+        shorter than one record."""
+        if self._position:
+            del self._incoming[:self._position]
+            self._position = 0
 
     def open_application_data(self, out: list) -> None:
         """Append to ``out`` the plaintext of each whole application_data record buffered now,
