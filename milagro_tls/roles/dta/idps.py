@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import ssl
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import httpx
 from sqlalchemy import select
 
 from ...errors import IdentityError
-from ...identity.keys import write_key_file
+from ...identity.keys import read_key_file, write_key_file
 from ...trust import TrustEntry, TrustStore
 from ..store import insert_or_ignore
 from . import rp, tables
@@ -118,10 +117,7 @@ def _secret_path(home: Path, issuer: str) -> Path:
 
 
 def _read_secret(path: Path) -> str:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise IdentityError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
-    return bytes.fromhex(path.read_text().strip()).decode()
+    return read_key_file(path, length=None).decode()        # plain or passphrase-encrypted
 
 
 def ensure_registered(store, home: Path, issuer: str, http: httpx.Client, *, redirect_uri: str, client_name: str,

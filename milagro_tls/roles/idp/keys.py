@@ -27,7 +27,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from ...errors import MilagroError
 from ...identity.files import write_atomically
-from ...identity.keys import write_key_file
+from ...identity.keys import read_key_file, write_key_file
 
 #: Algorithms we sign ID tokens with, the first being the default.
 SIGNING_ALGORITHMS = ("RS256", "ES256")
@@ -104,7 +104,7 @@ class KeyRing:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             raise SigningKeyError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
-        return _import(record.alg, bytes.fromhex(path.read_text().strip()), record.kid)
+        return _import(record.alg, read_key_file(path, length=None), record.kid)   # plain or encrypted
 
     def _new_key(self, alg: str, now: int) -> KeyRecord:
         key = _generate(alg)

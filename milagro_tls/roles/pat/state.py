@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ...chain.headerchain import HeaderChain
 from ...errors import IdentityError
 from ...identity.certificate import BirthCertificate
 from ...identity.files import write_atomically
-from ...identity.keys import write_key_file
+from ...identity.keys import read_key_file, write_key_file
 from ...identity.locator import Locator
 from ...trust import TrustStore
 
@@ -83,16 +82,7 @@ class PatHome:
         if not path.exists():
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_key_file(path, os.urandom(16))
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise IdentityError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
-        try:
-            key = bytes.fromhex(path.read_text().strip())
-        except ValueError:
-            raise IdentityError(f"key file {path} is not hex") from None
-        if len(key) != 16:
-            raise IdentityError(f"key file {path} does not hold a 16-byte AES key")
-        return key
+        return read_key_file(path, length=16)      # plain or passphrase-encrypted
 
     # --- headers -----------------------------------------------------------------------
     def headers(self, network, checkpoint=None) -> HeaderChain:
