@@ -217,7 +217,8 @@ class BirthCertificate:
             raise MalformedInput(f"birth certificate exceeds {MAX_CERTIFICATE_SIZE} bytes")
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: 8 KiB of "[" nests deeper than json's recursion limit.
             raise MalformedInput("birth certificate is not JSON") from None
         cert = cls.from_json(doc)
         if cert.canonical_bytes() != raw:
