@@ -9,6 +9,7 @@ session cache and the optional standard-suite fallback.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -17,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .chain.headerchain import HeaderChain, default_header_path
+from .chain.errors import SourceUnavailable
+from .chain.revocation import check_not_revoked
 from .chain.source import ChainSource
 from .chain.spec import open_source
 from .chain.verify import DEFAULT_MIN_CONFIRMATIONS
@@ -34,6 +37,11 @@ from .adapters.sslsocket import MilagroSocket
 from .capture.keylog import KeyLog, keylog_path_from_environment
 
 log = logging.getLogger(__name__)
+
+#: How long a handshake waits for the source's answer on revocation before refusing the peer.
+DEFAULT_REVOCATION_TIMEOUT = 5.0
+#: Revocation questions in flight at once per process; more wait (within their timeout).
+REVOCATION_WORKERS = 4
 
 
 def _suites(spec) -> tuple[SuiteSpec, ...]:
@@ -91,6 +99,14 @@ class Context(ssl.SSLContext):
     fallback_certificate (certfile, keyfile): server: serve standard clients through Python ssl
     keylog_filename     NSS key log of every handshake's master secret, for Wireshark (default:
                         the SSLKEYLOGFILE environment variable, as ssl.create_default_context())
+    check_revocation    with a chain source (default True): every full handshake asks the source
+                        whether the peer's seal is spent (chain.revocation: the SOURCE'S WORD,
+                        not SPV; mempool spends count) and refuses a revoked peer with the
+                        certificate_revoked alert, or any peer when the source cannot answer.
+                        Without a source nothing can be checked (see the README's security model).
+                        The question runs on a small thread pool and the handshake waits at most
+                        ``revocation_timeout`` seconds for it (then refuses, fail closed), so a hung
+                        source delays a handshake by that much and never stalls it
     """
 
     def __new__(cls, *args, **kwargs):
@@ -105,7 +121,8 @@ class Context(ssl.SSLContext):
                  fallback_certificate: tuple[str, str | None] | None = None,
                  session_lifetime: float = DEFAULT_SESSION_LIFETIME, sync_interval: float = DEFAULT_INTERVAL,
                  max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE,
-                 keylog_filename: str | os.PathLike | None = None) -> None:
+                 keylog_filename: str | os.PathLike | None = None, check_revocation: bool = True,
+                 revocation_timeout: float = DEFAULT_REVOCATION_TIMEOUT) -> None:
         super().__init__()
         self.keylog_filename = keylog_filename if keylog_filename is not None else keylog_path_from_environment()
         self.source = open_source(chain) if isinstance(chain, str) else chain
@@ -131,6 +148,9 @@ class Context(ssl.SSLContext):
         if fallback_certificate is not None:
             self.load_cert_chain(*fallback_certificate)
         self.session_cache = SessionCache(lifetime=session_lifetime)
+        self.revocation_timeout = revocation_timeout
+        self._revocation_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._revocation_pool_pid = 0
         self._config = HandshakeConfig(
             headers=self.headers, trust=self.trust, identity=self.identity, suites=_suites(suites),
             min_confirmations=min_confirmations, max_staple_size=max_staple_size,
@@ -139,7 +159,8 @@ class Context(ssl.SSLContext):
             accept_any_anchored_peer_unauthenticated=accept_any_anchored_peer_unauthenticated,
             accept_anchored_clients=accept_anchored_clients,
             session_cache=self.session_cache, session_lifetime=session_lifetime,
-            staple_cache=VerifiedStapleCache())
+            staple_cache=VerifiedStapleCache(),
+            revocation_check=self._check_revocation if check_revocation and self.source is not None else None)
         if accept_any_anchored_peer_unauthenticated:
             log.warning("Context accepts ANY anchored peer, unauthenticated by name (explicit opt-in)")
         if self.sync is not None:
@@ -207,6 +228,22 @@ class Context(ssl.SSLContext):
                                 server_hostname=server_hostname, session=session)
         return MilagroSSLObject(self, connection, incoming, outgoing, server_side=server_side,
                                 server_hostname=server_hostname, deliver_alert_first=deliver_alert_first)
+
+    def _check_revocation(self, identity) -> None:
+        # The sync's source: a forked worker's sync thread opens its own (HeaderSync).
+        source = self.sync.source if self.sync is not None else self.source
+        if self._revocation_pool is None or self._revocation_pool_pid != os.getpid():
+            # Threads do not survive fork(): a gunicorn worker makes its own pool.
+            self._revocation_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=REVOCATION_WORKERS, thread_name_prefix="milagro-revocation")
+            self._revocation_pool_pid = os.getpid()
+        future = self._revocation_pool.submit(check_not_revoked, identity, source)
+        try:
+            future.result(timeout=self.revocation_timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise SourceUnavailable(f"the source did not say within {self.revocation_timeout:g} s whether the "
+                                    "seal is spent", maybe_sent=False) from None
 
     def _anchor_not_yet_verifiable(self, error: AnchorNotYetVerifiable) -> None:
         if self.sync is not None:
@@ -293,6 +330,9 @@ class Context(ssl.SSLContext):
         """Stop the header sync thread (and close a source this context opened)."""
         if self.sync is not None:
             self.sync.stop()
+        if self._revocation_pool is not None:
+            self._revocation_pool.shutdown(wait=False, cancel_futures=True)
+            self._revocation_pool = None
         if self._owns_source and self.source is not None:
             self.source.close()
 

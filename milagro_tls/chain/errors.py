@@ -22,6 +22,9 @@
           ├── WrongKey
           ├── MalformedAnchor
           ├── UnknownMarkerType
+          ├── AnchorRevoked          the seal is spent, or the TBS's current list names the PAT
+          │                          (the source's word: chain.revocation)
+          ├── StapleTooOld           the staple's freshness bound is missing or too far behind
           └── RootChainError         a root-chain link does not prove the root (chain.rootchain)
                ├── RootNotInChain    the root is not in the party's verified chain
                └── NoRootChain       the certificate names no chain of that type
@@ -158,3 +161,12 @@ class RootNotInChain(RootChainError):
 
 class NoRootChain(RootChainError):
     """The birth certificate names no anchor chain of the asked type."""
+
+
+class AnchorRevoked(VerificationError):
+    """The identity is revoked: its seal is spent, or its TBS's current revocation list names it.
+    Spent/unspent and "current" are the chain source's word, not proven by headers."""
+
+
+class StapleTooOld(VerificationError):
+    """The staple carries no freshness bound, or one too far behind our tip (chain.proof)."""

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from ..chain.verify import DEFAULT_MIN_CONFIRMATIONS, VerifiedHeaders
+from ..chain.verify import DEFAULT_MIN_CONFIRMATIONS, PeerIdentity, VerifiedHeaders
 from ..ciphersuites.registry import DEFAULT_SUITES, SuiteSpec
 from ..identity.local import LocalIdentity
 from ..trust import TrustStore
@@ -38,6 +38,11 @@ class HandshakeConfig:
     #: Staples verified before (by their bytes): repeat peers skip the SPV check, not the chain check.
     staple_cache: "VerifiedStapleCache | None" = None
     session_lifetime: float = DEFAULT_SESSION_LIFETIME
+    #: Asked on every full handshake (never on a resumption: the session lifetime bounds that)
+    #: once the peer's staple verified: raises chain.errors.AnchorRevoked for a revoked peer
+    #: (chain.revocation.check_not_revoked bound to a source: the source's word, not SPV). A
+    #: SourceError from it refuses the peer too (fail closed). None: revocation is not checked.
+    revocation_check: "Callable[[PeerIdentity], object] | None" = None
     #: Server: Python ``ssl`` serves clients that offer none of our suites (standard suites,
     #: an X.509 certificate). Never used when client identities are required.
     fallback_context: ssl.SSLContext | None = None

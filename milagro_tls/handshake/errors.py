@@ -59,6 +59,12 @@ class PeerNotAuthenticated(HandshakeError):
     alert = AlertDescription.bad_certificate
 
 
+class PeerRevoked(PeerNotAuthenticated):
+    """The peer's anchor verified but it is revoked (its seal spent, or its TBS's current
+    revocation list names it: the chain source's word, chain.revocation)."""
+    alert = AlertDescription.certificate_revoked
+
+
 class AnchorNotYetVerifiable(PeerNotAuthenticated):
     """The staple names a block our header chain does not have, or not deep enough yet.
 

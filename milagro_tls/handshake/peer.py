@@ -10,7 +10,7 @@ import hashlib
 import logging
 import threading
 
-from ..chain.errors import AnchorTooShallow, UnknownBlock, VerificationError
+from ..chain.errors import AnchorRevoked, AnchorTooShallow, SourceError, UnknownBlock, VerificationError
 from ..chain.proof import AnchorProof
 from ..chain.verify import PeerIdentity, recheck_verified, verify_anchor
 from ..errors import MalformedInput
@@ -18,7 +18,7 @@ from ..identity.certificate import BirthCertificate
 from ..identity.locator import Locator
 from ..trust import AuthenticatedPeer, TrustError, authenticate_peer
 from .config import HandshakeConfig
-from .errors import AnchorNotYetVerifiable, MalformedMessage, PeerNotAuthenticated
+from .errors import AnchorNotYetVerifiable, MalformedMessage, PeerNotAuthenticated, PeerRevoked
 from .messages import Staple
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ def _verified_identity(locator: Locator, staple: Staple, config: HandshakeConfig
     cached = cache.get(key) if cache is not None else None
     try:
         if cached is not None:
-            return recheck_verified(cached, config.headers, min_confirmations=config.min_confirmations)
+            identity = recheck_verified(cached, config.headers, min_confirmations=config.min_confirmations)
+            _check_revocation(identity, config)
+            return identity
         try:
             certificate = BirthCertificate.parse(staple.certificate)
             proof = AnchorProof.decode(staple.proof, max_size=config.max_staple_size)
@@ -109,7 +111,23 @@ def _verified_identity(locator: Locator, staple: Staple, config: HandshakeConfig
         raise PeerNotAuthenticated(f"anchor {locator.txid_hex}: {type(exc).__name__}: {exc}") from None
     if cache is not None:
         cache.put(key, identity)
+    _check_revocation(identity, config)
     return identity
+
+
+def _check_revocation(identity: PeerIdentity, config: HandshakeConfig) -> None:
+    """Every full handshake, staple cache hit or not: a seal can be spent at any time."""
+    if config.revocation_check is None:
+        return
+    try:
+        config.revocation_check(identity)
+    except AnchorRevoked as exc:
+        raise PeerRevoked(f"anchor {identity.locator.txid_hex}: {exc}") from None
+    except SourceError as exc:
+        # Fail closed: a verifier configured to check revocation does not accept a peer
+        # whose status it could not learn.
+        raise PeerNotAuthenticated(f"anchor {identity.locator.txid_hex}: revocation status unknown, "
+                                   f"the chain source failed: {type(exc).__name__}: {exc}") from None
 
 
 def reauthenticate(peer: AuthenticatedPeer | None, config: HandshakeConfig, *, expected_name: str | None = None,
