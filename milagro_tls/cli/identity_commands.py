@@ -1,4 +1,4 @@
-"""``milagro identity create|confirm|show|verify``.
+"""``milagro identity create|confirm|show|verify|revoke``.
 
 On regtest ``create`` mines the anchor and prints its locator. On a real network (or
 with ``--confirm 0``) it broadcasts and prints "waiting for confirmation"; ``confirm``
@@ -20,6 +20,7 @@ from ..errors import MalformedInput
 from ..identity.certificate import ROLES, BirthCertificate
 from ..identity.locator import Locator
 from ..identity.party import AnchorNotMined, Party
+from ..identity.revoke import revoke_party
 
 #: Exit status of ``identity confirm`` while the anchor is not mined (EX_TEMPFAIL: try again later).
 WAITING = 75
@@ -50,6 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--trust-entry", action="store_true", help="print a pinned trust-store entry")
     show.add_argument("--certificate", action="store_true", help="print the canonical birth certificate")
     show.set_defaults(func=_show)
+
+    revoke = identity.add_parser("revoke", help="revoke a single-anchored identity: spend its seal (final)")
+    revoke.add_argument("name")
+    revoke.add_argument("--home", required=True, type=Path)
+    revoke.add_argument("--chain", required=True, help="chain source, e.g. regtest://DIR")
+    revoke.add_argument("--fee-rate", type=float, default=None, help="sat/vB (default: the wallet's estimate)")
+    revoke.add_argument("--yes", action="store_true", help="required: revocation cannot be undone")
+    revoke.set_defaults(func=_revoke)
 
     verify = identity.add_parser("verify", help="verify a locator and certificate against the chain")
     verify.add_argument("--chain", required=True)
@@ -98,6 +107,17 @@ def _show(args) -> int:
         print(json.dumps(party.trust_entry(), indent=2))
     else:
         print(json.dumps(party.describe(), indent=2))
+    return 0
+
+
+def _revoke(args) -> int:
+    if not args.yes:
+        print(f"revoking {args.name} cannot be undone; run again with --yes", file=sys.stderr)
+        return 2
+    with open_source(args.chain) as source:
+        revocation = revoke_party(args.home, args.name, source, fee_rate=args.fee_rate)
+    print(json.dumps({"name": revocation.name, "revocation_txid": revocation.txid_hex,
+                      "seal": f"{to_display_hex(revocation.seal[0])}:{revocation.seal[1]}"}))
     return 0
 
 
