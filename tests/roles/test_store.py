@@ -233,3 +233,28 @@ def test_the_postgres_fixture_serves_fresh_databases(postgres_server, postgres_u
             assert connection.execute(text("SELECT current_database()")).scalar() == first.rsplit("/", 1)[1]
             assert connection.execute(text("SHOW listen_addresses")).scalar() == "127.0.0.1"
             assert connection.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar() == 0
+
+
+def _open_fresh(home, barrier, results):
+    barrier.wait()
+    try:
+        with open_store(None, home) as store, store.read() as connection:
+            results.put(connection.exec_driver_sql("PRAGMA journal_mode").scalar())
+    except BaseException as error:          # reported, not lost in the child
+        results.put(repr(error))
+
+
+def test_processes_opening_a_brand_new_sqlite_file_at_once_all_get_wal(tmp_path):
+    """Switching a new file to WAL from several connections at once can fail with "database is
+    locked" without waiting on the busy timeout; every opener must still get a WAL store."""
+    context = multiprocessing.get_context("fork")
+    for trial in range(3):
+        barrier, results = context.Barrier(8), context.Queue()
+        openers = [context.Process(target=_open_fresh, args=(tmp_path / str(trial), barrier, results))
+                   for _ in range(8)]
+        for opener in openers:
+            opener.start()
+        outcomes = [results.get(timeout=60) for _ in openers]
+        for opener in openers:
+            opener.join(30)
+        assert outcomes == ["wal"] * 8
