@@ -29,7 +29,32 @@ class IdP:
         return self.config.keys
 
 
+# Authlib's grants log every token they issue at DEBUG ("Issue token %r to %r": the access and
+# refresh tokens, bearer secrets). A filter on each of those loggers keeps the line and drops the
+# token, so an operator may run the IdP at DEBUG.
+_TOKEN_LOGGERS = tuple("authlib." + name for name in (
+    "oauth2.rfc6749.grants.authorization_code", "oauth2.rfc6749.grants.refresh_token",
+    "oauth2.rfc6749.grants.client_credentials", "oauth2.rfc6749.grants.implicit",
+    "oauth2.rfc6749.grants.resource_owner_password_credentials", "oauth2.rfc8628.device_code",
+    "oauth2.rfc7523.jwt_bearer", "oauth2.drafts.id_jag", "oidc.core.grants.implicit", "oidc.core.grants.hybrid"))
+
+
+class _RedactIssuedTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in ("Issue token %r to %r", "Grant token %r to %r") and isinstance(record.args, tuple):
+            record.args = ("<token redacted>",) + record.args[1:]
+        return True
+
+
+def _redact_token_logs() -> None:
+    for name in _TOKEN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactIssuedTokens) for f in logger.filters):
+            logger.addFilter(_RedactIssuedTokens())
+
+
 def create_app(config: IdPConfig) -> Flask:
+    _redact_token_logs()
     app = Flask(__name__)
     app.secret_key = config.secret_key
     secure = config.issuer.startswith("https://")
