@@ -76,23 +76,24 @@ def _wait_depth(deployment: Deployment, txids: set[str], depth: int, timeout: fl
 
 def _run_all(items, work: Callable, threads: int, progress: Progress, phase: str, processes: Processes):
     """``work(item)`` for every item on ``threads`` threads; the first failure stops the
-    demo with the PAT's name and what went wrong."""
+    demo with the PAT's name and what went wrong, without waiting for the other PATs (their
+    threads end on their own once the servers are stopped)."""
     results = []
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(items)))) as pool:
-        futures = {pool.submit(work, item): item for item in items}
-        try:
-            for future in as_completed(futures):
-                item = futures[future]
-                try:
-                    results.append(future.result())
-                except Exception as exc:
-                    processes.check_alive()          # a dead server explains more than its client
-                    raise DemoError(f"{phase}: {item.name}: {type(exc).__name__}: {exc}") from exc
-                progress.advance(phase)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(items))), thread_name_prefix=phase)
+    futures = {pool.submit(work, item): item for item in items}
+    try:
+        for future in as_completed(futures):
+            item = futures[future]
+            try:
+                results.append(future.result())
+            except Exception as exc:
+                processes.check_alive()          # a dead server explains more than its client
+                raise DemoError(f"{phase}: {item.name}: {type(exc).__name__}: {exc}") from exc
+            progress.advance(phase)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return sorted(results, key=lambda o: o.index)
 
 
