@@ -13,7 +13,7 @@ from .hashes import to_display_hex
 from .network import Network
 from .source import Tip, UnspentOutput
 from .transport import checked, field, hash_field, hex_bytes, tx_with_id
-from .tx import COIN, outpoint
+from .tx import COIN, MAX_MONEY, outpoint
 
 _TX_REJECT_CODES = (-22, -25, -26, -27)   # decode failed, verify error, rejected, already in chain
 #: Core's getrawtransaction without -txindex and without a block hash (src/rpc/rawtransaction.cpp).
@@ -76,10 +76,12 @@ def sats(value) -> int:
         raise SourceError(f"amount: expected a number, got {type(value).__name__}")
     try:
         amount = Decimal(str(value)) * COIN
-    except InvalidOperation:
-        raise SourceError(f"amount {value!r} is not a number") from None
-    if not amount.is_finite() or amount != amount.to_integral_value() or amount < 0:
-        raise SourceError(f"amount {value} is not a whole number of satoshis")
+        # ArithmeticError: decimal's InvalidOperation and Overflow ("1e999999"). The bound comes
+        # before int(): "1e99990" would take int() most of a second and then fail anyway.
+        if not amount.is_finite() or amount != amount.to_integral_value() or not 0 <= amount <= MAX_MONEY:
+            raise SourceError(f"amount {str(value)[:40]} is not a whole number of satoshis up to 21M BTC")
+    except ArithmeticError:
+        raise SourceError(f"amount {str(value)[:40]!r} is not a number") from None
     return int(amount)
 
 
@@ -130,9 +132,16 @@ def fee_rate_from_estimate(result) -> float | None:
     if not isinstance(result, dict) or "feerate" not in result:
         return None
     rate = checked(result["feerate"], "number", "estimatesmartfee.feerate")
-    if rate <= 0:
-        return None
-    return float(Decimal(str(rate)) * _BTC_PER_KVB_TO_SAT_PER_VB)
+    try:
+        if Decimal(str(rate)) <= 0:
+            return None
+        sat_per_vb = float(Decimal(str(rate)) * _BTC_PER_KVB_TO_SAT_PER_VB)
+    except ArithmeticError:        # NaN compared, or overflow: not a rate
+        sat_per_vb = float("nan")
+    # A wallet multiplies this by a size and rounds: NaN, infinity or an underflow to 0 is no rate.
+    if not 0 < sat_per_vb < float("inf"):
+        raise SourceError(f"estimatesmartfee.feerate {str(rate)[:40]} is not a usable fee rate")
+    return sat_per_vb
 
 
 def scan_mempool(raws: list[tuple[bytes, str]], script_pubkey: bytes) -> tuple[set, list[UnspentOutput]]:
