@@ -57,7 +57,7 @@ def rejection_reason(text: str) -> str:
             message = json.loads(rest).get("message")
             if isinstance(message, str):
                 return message
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             pass
     return text.strip()[:500] or "rejected"
 
@@ -115,11 +115,18 @@ def fee_rate_from_estimates(body, target_blocks: int) -> float | None:
     for the largest target not above ours (a faster target, so never too low); None if none."""
     best = None
     for key, rate in checked(body, dict, "fee-estimates").items():
-        if not (isinstance(key, str) and key.isdigit()):
-            raise SourceError(f"fee-estimates: target {key!r} is not a number of blocks")
+        # isascii: str.isdigit() also accepts "²", which int() refuses.
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 6):
+            raise SourceError(f"fee-estimates: target {key[:20]!r} is not a number of blocks")
         rate = checked(rate, "number", f"fee-estimates.{key}")
+        try:
+            rate = float(rate)               # an int past float's range is OverflowError
+        except OverflowError:
+            rate = float("inf")
+        if not rate < float("inf") or rate != rate:      # Infinity and NaN parse as JSON here
+            raise SourceError(f"fee-estimates.{key}: {rate} is not a fee rate")
         if int(key) <= target_blocks and rate > 0 and (best is None or int(key) > best[0]):
-            best = (int(key), float(rate))
+            best = (int(key), rate)
     return None if best is None else best[1]
 
 
@@ -261,7 +268,7 @@ class EsploraSteps:
             if kind == JSON:
                 try:
                     return json.loads(content)
-                except ValueError:
+                except (ValueError, RecursionError):     # RecursionError: "[[[[..." nested past the limit
                     raise SourceError(f"Esplora {self.base_url}{request.path}: body is not JSON") from None
             return text
         if isinstance(request, Post) and status == 400:

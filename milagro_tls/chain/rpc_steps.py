@@ -127,7 +127,7 @@ class RpcSteps:
     def _body(self, resp: httpx.Response):
         try:
             return json.loads(resp.content, parse_float=Decimal)
-        except ValueError:
+        except (ValueError, RecursionError):     # RecursionError: "[[[[..." nested past the limit
             raise SourceError(f"{LABEL} {self.url} sent HTTP {resp.status_code} "
                               f"without JSON: {resp.text[:200]!r}") from None
 

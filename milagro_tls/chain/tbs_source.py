@@ -88,13 +88,13 @@ class TbsSource(ChainSource):
     def _json(self, status: int, body: bytes, where: str):
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):     # RecursionError: "[[[[..." nested past the limit
             raise SourceError(f"{LABEL} {where}: HTTP {status}, not JSON") from None
 
     def _error_code(self, status: int, body: bytes) -> str | None:
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return doc.get("error") if isinstance(doc, dict) else None
 
