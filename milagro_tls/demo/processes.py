@@ -122,8 +122,15 @@ class Processes:
     def stop_all(self) -> None:
         with self._lock:
             children, self.children = list(reversed(self.children)), []
+        interrupted = None
         for child in children:
-            child.stop()
+            try:
+                child.stop()
+            except BaseException as exc:         # a second Ctrl-C: the rest are killed, not left running
+                interrupted = interrupted or exc
+                _signal_group(child.pid, signal.SIGKILL)
+        if interrupted is not None:
+            raise interrupted
 
     def check_alive(self) -> None:
         """DemoError naming the first server that died."""
