@@ -107,6 +107,12 @@ class Context(ssl.SSLContext):
                         The question runs on a small thread pool and the handshake waits at most
                         ``revocation_timeout`` seconds for it (then refuses, fail closed), so a hung
                         source delays a handshake by that much and never stalls it
+    max_staple_age      blocks: refuse peers whose staple carries no freshness bound, or one made
+                        longer ago (chain.proof; the bound is the stapler's word that its seal was
+                        unspent then, checked only to be a real block on our best chain)
+    fresh_staple        stamp our own staple with a freshness bound: at construction and after
+                        every header sync that found new blocks (in the sync thread, never in a
+                        handshake); refresh_staple() does it on demand
     """
 
     def __new__(cls, *args, **kwargs):
@@ -122,7 +128,8 @@ class Context(ssl.SSLContext):
                  session_lifetime: float = DEFAULT_SESSION_LIFETIME, sync_interval: float = DEFAULT_INTERVAL,
                  max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE,
                  keylog_filename: str | os.PathLike | None = None, check_revocation: bool = True,
-                 revocation_timeout: float = DEFAULT_REVOCATION_TIMEOUT) -> None:
+                 revocation_timeout: float = DEFAULT_REVOCATION_TIMEOUT, max_staple_age: int | None = None,
+                 fresh_staple: bool = False) -> None:
         super().__init__()
         self.keylog_filename = keylog_filename if keylog_filename is not None else keylog_path_from_environment()
         self.source = open_source(chain) if isinstance(chain, str) else chain
@@ -141,6 +148,10 @@ class Context(ssl.SSLContext):
             self.sync.sync_once()          # the first handshake must not find an empty chain
         self._alpn: tuple[str, ...] = ()
         self.identity = self._identity(identity, home)
+        if fresh_staple:
+            if self.identity is None or self.source is None:
+                raise ValueError("fresh_staple needs an identity and a chain source")
+            self.identity = self.identity.freshened(self.source)
         self.trust = _trust(trust)
         self.standard_fallback = standard_fallback
         self._fallback_anchors: tuple[bytes, ...] | None = None
@@ -153,7 +164,7 @@ class Context(ssl.SSLContext):
         self._revocation_pool_pid = 0
         self._config = HandshakeConfig(
             headers=self.headers, trust=self.trust, identity=self.identity, suites=_suites(suites),
-            min_confirmations=min_confirmations, max_staple_size=max_staple_size,
+            min_confirmations=min_confirmations, max_staple_size=max_staple_size, max_staple_age=max_staple_age,
             require_client_identity=require_client_identity,
             allowed_client_roles=frozenset(allowed_client_roles) if allowed_client_roles is not None else None,
             accept_any_anchored_peer_unauthenticated=accept_any_anchored_peer_unauthenticated,
@@ -164,6 +175,8 @@ class Context(ssl.SSLContext):
         if accept_any_anchored_peer_unauthenticated:
             log.warning("Context accepts ANY anchored peer, unauthenticated by name (explicit opt-in)")
         if self.sync is not None:
+            if fresh_staple:
+                self.sync.on_new_headers = lambda added: self.refresh_staple()
             self.sync.start()              # last: a constructor that raised leaves no thread behind
 
     def _identity(self, identity, home) -> LocalIdentity | None:
@@ -228,6 +241,16 @@ class Context(ssl.SSLContext):
                                 server_hostname=server_hostname, session=session)
         return MilagroSSLObject(self, connection, incoming, outgoing, server_side=server_side,
                                 server_hostname=server_hostname, deliver_alert_first=deliver_alert_first)
+
+    def refresh_staple(self) -> LocalIdentity:
+        """Stamp our staple with the source's tip as its freshness bound (chain.proof) and use it
+        from the next handshake on. Asks the source: IdentityError if it says our seal is spent."""
+        if self.identity is None:
+            raise ValueError("this context has no identity to staple")
+        source = self.sync.source if self.sync is not None else self.source
+        self.identity = self.identity.freshened(source)
+        self._replace(identity=self.identity)
+        return self.identity
 
     def _check_revocation(self, identity) -> None:
         # The sync's source: a forked worker's sync thread opens its own (HeaderSync).

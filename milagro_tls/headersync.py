@@ -45,6 +45,9 @@ class HeaderSync:
         self._stop = threading.Event()
         self._last_sync = 0.0
         self._thread: threading.Thread | None = None
+        #: Called in the sync's thread after each sync that added headers (the Context
+        #: refreshes its staple's freshness bound there); its errors are logged, not raised.
+        self.on_new_headers: Callable[[int], None] | None = None
 
     def sync_once(self) -> int:
         """Sync now, in the calling thread; return how many headers were new."""
@@ -60,6 +63,11 @@ class HeaderSync:
         self.last_error = None
         if added:
             log.debug("header sync: %d new headers, tip %d", added, self.headers.tip()[0])
+            if self.on_new_headers is not None:
+                try:
+                    self.on_new_headers(added)
+                except Exception as exc:      # e.g. the source failed: the next sync tries again
+                    log.warning("after header sync: %s: %s", type(exc).__name__, exc)
         return added
 
     def start(self) -> None:

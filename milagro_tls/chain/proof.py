@@ -17,6 +17,15 @@ integers big-endian:
     spent          u16 count ‖ count × (u64 value ‖ u16 length ‖ scriptPubKey)
                    one per input of tx: the sighash needs them; a wrong one makes
                    the signature check fail, so they need no proof of their own
+    fresh          version 2 only: u32 height ‖ 32 block hash: the freshness bound
+
+The **freshness bound** (version 2) names the best block the stapler's source showed when it
+(re)made the staple, after that source said its seal was unspent (identity.local). A verifier
+configured with ``max_staple_age`` (chain.verify) refuses a staple without one, or whose block is
+not on its best header chain at that height, or is more than that many blocks behind its tip. The
+block hash stops a stapler from claiming a block that does not exist yet; nothing can prove that
+the seal was unspent at that block: that part is the stapler's (and its source's) word. What it
+bounds is how long a staple goes on being accepted after its maker stopped following the chain.
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ from .tx import parse_tx, txid_of
 from .errors import AnchorNotFound
 
 VERSION = 1
+#: Version 2 adds the freshness bound; version 1 is still written when there is none.
+VERSION_FRESH = 2
 #: A block of 4 MWU holds at most ~24,000 transactions: depth 15. 24 leaves room and bounds parsing.
 MAX_DEPTH = 24
 #: Default bound of a serialized proof; the handshake staples it (16 KiB budget with the certificate).
@@ -57,12 +68,17 @@ class AnchorProof:
     tx: bytes
     coinbase: bytes
     spent_outputs: tuple[SpentOutput, ...]
+    #: (height, block hash wire order) of the stapler's best block when it made this staple.
+    fresh: tuple[int, bytes] | None = None
 
     def encode(self) -> bytes:
         depth = len(self.txid_branch)
         if not (len(self.coinbase_branch) == len(self.wtxid_branch) == depth <= MAX_DEPTH):
             raise ValueError("branches must share one depth")
-        parts = [struct.pack(">BI", VERSION, self.height), self.header,
+        if self.fresh is not None and not (0 <= self.fresh[0] < 2**32 and len(self.fresh[1]) == 32):
+            raise ValueError("freshness bound is (u32 height, 32-byte block hash)")
+        version = VERSION if self.fresh is None else VERSION_FRESH
+        parts = [struct.pack(">BI", version, self.height), self.header,
                  struct.pack(">IB", self.tx_index, depth),
                  *self.txid_branch, *self.coinbase_branch, *self.wtxid_branch,
                  len(self.tx).to_bytes(3, "big"), self.tx,
@@ -70,6 +86,8 @@ class AnchorProof:
                  struct.pack(">H", len(self.spent_outputs))]
         for out in self.spent_outputs:
             parts.append(struct.pack(">QH", out.value, len(out.script_pubkey)) + out.script_pubkey)
+        if self.fresh is not None:
+            parts.append(struct.pack(">I", self.fresh[0]) + self.fresh[1])
         return b"".join(parts)
 
     @classmethod
@@ -77,7 +95,8 @@ class AnchorProof:
         if len(raw) > max_size:
             raise MalformedInput(f"anchor proof of {len(raw)} bytes exceeds {max_size}")
         reader = ByteReader(raw, "anchor proof")
-        if reader.uint(1) != VERSION:
+        version = reader.uint(1)
+        if version not in (VERSION, VERSION_FRESH):
             raise MalformedInput("unsupported anchor proof version")
         height = reader.uint(4)
         header = reader.take(HEADER_SIZE)
@@ -92,10 +111,11 @@ class AnchorProof:
         for _ in range(reader.uint(2)):
             value = reader.uint(8)
             spent.append(SpentOutput(value, reader.take(reader.uint(2))))
+        fresh = (reader.uint(4), reader.take(32)) if version == VERSION_FRESH else None
         reader.finish()
         return cls(height=height, header=header, tx_index=tx_index, txid_branch=branches[0],
                    coinbase_branch=branches[1], wtxid_branch=branches[2], tx=tx, coinbase=coinbase,
-                   spent_outputs=tuple(spent))
+                   spent_outputs=tuple(spent), fresh=fresh)
 
 
 def build_anchor_proof(block: Block, height: int, txid: bytes, spent_outputs: list[SpentOutput]) -> AnchorProof:

@@ -18,7 +18,8 @@ from ..identity.locator import Locator, LocatorKind
 from ..identity.marker import MarkerType, find_markers
 from .block import commitment_for, witness_commitment, witness_reserved_value
 from .errors import (AnchorNotFound, AnchorTooShallow, AnchorUnconfirmed, BadSignature,
-                     DigestMismatch, MalformedAnchor, ProofMismatch, SourceBehind, UnknownBlock, WrongKey)
+                     DigestMismatch, MalformedAnchor, ProofMismatch, SourceBehind, StapleTooOld, UnknownBlock,
+                     WrongKey)
 from .hashes import to_display_hex
 from .header import BlockHeader
 from .merkle import root_from_branch
@@ -59,6 +60,8 @@ class PeerIdentity:
     #: PAT (kind 2), which has no output of its own.
     seal: tuple[bytes, int] | None
     warnings: tuple[str, ...] = ()
+    #: The staple's freshness bound (height, block hash), when it had one (chain.proof).
+    fresh: tuple[int, bytes] | None = None
 
     @property
     def name(self) -> str:
@@ -67,10 +70,43 @@ class PeerIdentity:
 
 def verify_anchor(locator: Locator, certificate: BirthCertificate, proof: AnchorProof,
                   headers: VerifiedHeaders, *,
-                  min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> PeerIdentity:
+                  min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS,
+                  max_staple_age: int | None = None) -> PeerIdentity:
     """Return the verified identity or raise a VerificationError subclass naming the failure.
 
+    ``max_staple_age`` (blocks): refuse a proof without a freshness bound, or one whose block is
+    not on our best chain or is more than that many blocks behind our tip (StapleTooOld).
+
     Kind 1 (p2wpkh) is checked here; kind 2 (taproot-batch) by chain.batchverify."""
+    identity = _verify_anchor(locator, certificate, proof, headers, min_confirmations)
+    # Unconfigured, the bound is only recorded: a stapler whose source is a block ahead of our
+    # headers must not be turned away by a check nobody asked for.
+    if max_staple_age is not None:
+        check_staple_age(proof.fresh, headers, max_staple_age)
+    return identity if proof.fresh is None else dataclasses.replace(identity, fresh=proof.fresh)
+
+
+def check_staple_age(fresh: tuple[int, bytes] | None, headers: VerifiedHeaders, max_staple_age: int | None) -> int:
+    """The staple's age in blocks (0: made at our tip). A bound naming a block we do not have
+    is UnknownBlock (our headers may be behind: retry after a sync); none, one off our best chain
+    or one too old is StapleTooOld. With ``max_staple_age`` None the age is not limited."""
+    if fresh is None:
+        raise StapleTooOld("staple carries no freshness bound, and this verifier requires one")
+    height, block_hash = fresh
+    if headers.height_of(block_hash) is None:
+        if headers.header_by_hash(block_hash) is None:
+            raise UnknownBlock(f"staple's freshness block {to_display_hex(block_hash)} is not in the local header chain")
+        raise StapleTooOld(f"staple's freshness block {to_display_hex(block_hash)} is not on the best chain")
+    if headers.height_of(block_hash) != height:
+        raise StapleTooOld(f"staple's freshness bound claims height {height} for a block at another height")
+    age = headers.tip()[0] - height
+    if max_staple_age is not None and age > max_staple_age:
+        raise StapleTooOld(f"staple was made {age} blocks ago (at height {height}); at most {max_staple_age} accepted")
+    return age
+
+
+def _verify_anchor(locator: Locator, certificate: BirthCertificate, proof: AnchorProof,
+                   headers: VerifiedHeaders, min_confirmations: int) -> PeerIdentity:
     if locator.kind not in (LocatorKind.P2WPKH, LocatorKind.TAPROOT_BATCH):
         raise MalformedAnchor(f"locator kind {locator.kind.label} is not verifiable by this version")
     _check_networks(locator, certificate, headers)
@@ -162,7 +198,8 @@ class _BlockRef:
 
 
 def recheck_verified(identity: PeerIdentity, headers: VerifiedHeaders, *,
-                     min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> PeerIdentity:
+                     min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS,
+                     max_staple_age: int | None = None) -> PeerIdentity:
     """An identity verified earlier from the same staple, against today's header chain.
 
     The staple's bytes cannot change, so only the chain can have: the block must still be on
@@ -174,6 +211,8 @@ def recheck_verified(identity: PeerIdentity, headers: VerifiedHeaders, *,
     confirmations = headers.tip()[0] - height + 1
     if confirmations < min_confirmations:
         raise AnchorTooShallow(confirmations, min_confirmations)
+    if max_staple_age is not None:
+        check_staple_age(identity.fresh, headers, max_staple_age)     # it ages as the tip moves
     if confirmations == identity.confirmations:
         return identity
     return dataclasses.replace(identity, confirmations=confirmations)

@@ -23,6 +23,8 @@ class HandshakeConfig:
     identity: LocalIdentity | None = None   # None: an anonymous client (server-only mode)
     suites: tuple[SuiteSpec, ...] = DEFAULT_SUITES   # in preference order
     min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS
+    #: Blocks: refuse a peer's staple without a freshness bound or made longer ago (chain.proof).
+    max_staple_age: int | None = None
     max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE
     alpn_protocols: tuple[str, ...] = ()
     # server side
@@ -53,5 +55,7 @@ class HandshakeConfig:
     def __post_init__(self) -> None:
         if not self.suites:
             raise ValueError("no suites configured")
+        if self.max_staple_age is not None and self.max_staple_age < 0:
+            raise ValueError("max_staple_age must not be negative")
         if self.min_confirmations < 1:
             raise ValueError("min_confirmations must be at least 1: an unmined anchor proves nothing")

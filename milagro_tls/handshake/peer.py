@@ -93,7 +93,8 @@ def _verified_identity(locator: Locator, staple: Staple, config: HandshakeConfig
     cached = cache.get(key) if cache is not None else None
     try:
         if cached is not None:
-            identity = recheck_verified(cached, config.headers, min_confirmations=config.min_confirmations)
+            identity = recheck_verified(cached, config.headers, min_confirmations=config.min_confirmations,
+                                        max_staple_age=config.max_staple_age)
             _check_revocation(identity, config)
             return identity
         try:
@@ -102,7 +103,7 @@ def _verified_identity(locator: Locator, staple: Staple, config: HandshakeConfig
         except MalformedInput as exc:
             raise MalformedMessage(f"staple: {exc}") from None
         identity = verify_anchor(locator, certificate, proof, config.headers,
-                                 min_confirmations=config.min_confirmations)
+                                 min_confirmations=config.min_confirmations, max_staple_age=config.max_staple_age)
     except (UnknownBlock, AnchorTooShallow) as exc:
         raise AnchorNotYetVerifiable(f"anchor {locator.txid_hex}: {exc}", block_hash=locator.block_hash) from None
     except VerificationError as exc:

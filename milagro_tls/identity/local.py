@@ -4,9 +4,14 @@ The staple (canonical certificate + proof bundle) is built once, when the identi
 loaded, so that a handshake never touches the network (the peer verifies the staple
 against its own header chain). k is recomputed from the published signature: the ECDSA
 anchor's by Party, a batch slot's BIP340 signature (read from the confirmed block) here.
+
+``freshened(source)`` stamps the staple's proof with a freshness bound (chain.proof): the
+source's tip, once the source said the seal is unspent (a revoked identity is not stapled).
+It asks the source, so callers run it outside handshakes (the Context's ``refresh_staple``).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +25,10 @@ from ..chain.taproot import script_path_sighash
 from ..chain.tx import parse_tx
 from ..ciphersuites.nonce import InvalidNonceInput
 from ..errors import IdentityError
+from .anchor import SEAL_VOUT
 from .batchpat import BatchPat
 from .certificate import BirthCertificate
-from .locator import Locator
+from .locator import Locator, LocatorKind
 from .party import Party
 
 
@@ -39,6 +45,19 @@ class LocalIdentity:
     def create(cls, certificate: BirthCertificate, locator: Locator, proof: AnchorProof,
                nonce_key: coincurve.PrivateKey) -> "LocalIdentity":
         return cls(certificate, locator, proof, nonce_key, certificate.canonical_bytes(), proof.encode())
+
+    def freshened(self, source: ChainSource) -> "LocalIdentity":
+        """This identity with its staple stamped at ``source``'s tip (chain.proof's freshness
+        bound). IdentityError if the source says the seal is spent: a revoked identity is
+        not stapled as fresh. A batch-anchored PAT has no seal to ask about."""
+        if self.locator.kind == LocatorKind.P2WPKH:
+            spender = source.outspend_unverified(self.locator.txid, SEAL_VOUT)
+            if spender is not None:
+                raise IdentityError(f"identity {self.certificate.name} is revoked: its seal is spent by "
+                                    f"{to_display_hex(spender)} (the source's word)")
+        tip = source.tip()
+        proof = dataclasses.replace(self.proof, fresh=(tip.height, tip.block_hash))
+        return dataclasses.replace(self, proof=proof, proof_bytes=proof.encode())
 
     @property
     def nonce_point(self) -> bytes:
