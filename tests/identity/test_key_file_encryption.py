@@ -216,3 +216,31 @@ def test_prompt_when_stdin_is_a_terminal(tmp_path, monkeypatch):
     monkeypatch.setattr(keymod.getpass, "getpass", lambda prompt: asked.append(prompt) or PASSPHRASE)
     assert read_key_file(tmp_path / "k.key") == bytes(range(32))
     assert asked == [f"passphrase for {tmp_path / 'k.key'}: "]
+
+
+def test_a_party_created_and_anchored_under_a_passphrase_keeps_every_key_encrypted(tmp_path, monkeypatch):
+    """The real path: Party.create on a regtest chain (fee key, identity key, chain key), then a
+    handshake identity loaded from the encrypted files."""
+    from milagro_tls.chain.embedded import EmbeddedSource
+    from milagro_tls.identity.local import LocalIdentity
+    from milagro_tls.identity.marker import MarkerType
+    from milagro_tls.identity.party import Party
+
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    with EmbeddedSource.open(tmp_path / "chain") as source:
+        source.mine(101)
+        party = Party.create(tmp_path / "home", source, role="service", name="sealed.example",
+                             root_chains=(MarkerType.ACTIVITY_LOG_ROOT,))
+        key_files = sorted((tmp_path / "home").rglob("*.key"))
+        assert {p.name for p in key_files} == {"fee.key", "identity.key", "chain.key"}
+        secrets = [party.key._private.secret, party.nonce_key().secret]
+        for path in key_files:
+            assert is_encrypted_key_file(path) and stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert not any(s.hex() in path.read_text() for s in secrets)
+        loaded = Party.load(tmp_path / "home", "sealed.example")
+        assert loaded.key.public_key == party.key.public_key
+        assert LocalIdentity.from_party(loaded, source).locator == party.locator
+        monkeypatch.delenv(PASSPHRASE_ENV)
+        keymod._derive.cache_clear()
+        with pytest.raises(IdentityError, match="is encrypted"):
+            Party.load(tmp_path / "home", "sealed.example")
