@@ -6,8 +6,8 @@ else (KeyError, TypeError, RecursionError, OverflowError, ...) escaping a parser
 handshake it becomes internal_error and a traceback in the log instead of decode_error.
 
 Bounded for `make test`: a small, derandomized run per parser (a few seconds each). Set
-MILAGRO_FUZZ_EXAMPLES (and MILAGRO_FUZZ_RANDOM=1 for fresh random seeds) for longer runs;
-benchmarks/fuzz_parsers.sh does.
+MILAGRO_FUZZ_EXAMPLES=2000 (and MILAGRO_FUZZ_RANDOM=1 for fresh random seeds) for longer runs,
+e.g. `MILAGRO_FUZZ_EXAMPLES=2000 MILAGRO_FUZZ_RANDOM=1 pytest tests/fuzz`.
 """
 from __future__ import annotations
 
