@@ -309,6 +309,10 @@ def _check_signature(locator: Locator, tx, proof: AnchorProof, certificate: Birt
         raise BadSignature(f"anchor signature does not verify: {exc}") from None
 
 
+#: How often resolve_anchor syncs when the source's tip keeps moving ahead of its headers.
+_SYNC_ATTEMPTS = 3
+
+
 def resolve_anchor(locator: Locator, certificate: BirthCertificate, source: ChainSource, headers, *,
                    min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> tuple[PeerIdentity, AnchorProof]:
     """Sync headers from ``source``, fetch the proof, and verify it against those headers.
@@ -316,8 +320,16 @@ def resolve_anchor(locator: Locator, certificate: BirthCertificate, source: Chai
     The proof is checked against ``headers`` only; the source is used only while its tip is
     our best tip (a source that is behind, or on a branch with less work, may hide blocks).
     """
-    headers.sync_from(source)
-    require_current_source(source, headers)
+    for attempt in range(_SYNC_ATTEMPTS):
+        headers.sync_from(source)
+        try:
+            require_current_source(source, headers)
+            break
+        except SourceBehind:
+            # A block found while we synced puts the source's tip ahead of ours: sync again.
+            # A source behind us, or on a weaker branch, stays refused.
+            if attempt + 1 == _SYNC_ATTEMPTS or headers.header_by_hash(source.tip().block_hash) is not None:
+                raise
     height = _active_height(headers, locator.block_hash, AnchorNotFound, "the source's chain")
     proof = fetch_anchor_proof(source, locator.txid, locator.block_hash, height)
     return verify_anchor(locator, certificate, proof, headers, min_confirmations=min_confirmations), proof

@@ -83,6 +83,32 @@ def test_anchored_identity_verifies_with_exact_nonce_point(chain):
     assert AnchorProof.decode(proof.encode()) == proof
 
 
+class BlockDuringSync:
+    """The source finds a block right after our first header sync: its tip is then ahead of ours."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.mined = inner, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def headers(self, start, count):
+        answer = self.inner.headers(start, count)
+        if not self.mined:
+            self.mined = True
+            self.inner.mine(1)
+        return answer
+
+
+def test_a_block_found_while_headers_sync_is_synced_again_not_refused(chain):
+    source, party, _ = chain
+    moving = BlockDuringSync(source)
+    headers = HeaderChain(":memory:", source.network)
+    identity, _ = resolve_anchor(party.locator, party.certificate, moving, headers)
+    assert moving.mined and headers.tip()[1] == source.tip().block_hash
+    assert identity.certificate == party.certificate
+
+
 def test_verify_is_pure_given_a_stapled_proof(chain):
     source, party, _ = chain
     proof = _proof(source, party)
