@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The ecosystem demo; its pcaps, key log, summary and logs stay in demo-output/ (a fresh one each run).
 demo: $(STAMP)
-	$(VENV)/bin/milagro demo
+	rm -rf demo-output
+	$(VENV)/bin/milagro demo --dir demo-output
 
 system-packages:
 	scripts/ensure-system-packages $(SYSTEM_PACKAGES)
