@@ -12,48 +12,16 @@ fetched (nothing listens there).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 import httpx
 
+# One parser of the IdP's pages for the tests and the demo (which runs from the installed package).
+from milagro_tls.demo.person import Form, parse
+
 
 class PersonError(AssertionError):
     """The pages did not go the way the contract says."""
-
-
-@dataclass
-class Form:
-    action: str
-    method: str
-    inputs: dict[str, str] = field(default_factory=dict)
-    buttons: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # id -> name, value
-
-
-class _Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.forms: list[Form] = []
-        self.ids: set[str] = set()
-
-    def handle_starttag(self, tag, attrs):
-        a = {k: (v if v is not None else "") for k, v in attrs}
-        if "id" in a:
-            self.ids.add(a["id"])
-        if tag == "form":
-            self.forms.append(Form(a.get("action", ""), a.get("method", "get").lower()))
-        elif tag == "input" and self.forms and "name" in a:
-            if a.get("type", "text").lower() not in ("submit", "button", "image"):
-                self.forms[-1].inputs[a["name"]] = a.get("value", "")
-        elif tag == "button" and self.forms:
-            self.forms[-1].buttons[a.get("id", "")] = (a.get("name"), a.get("value"))
-
-
-def parse(html: str) -> _Page:
-    page = _Page()
-    page.feed(html)
-    return page
 
 
 class Person:

@@ -2,8 +2,8 @@
 certificate as the CA): logs in once, then approves each user code a device shows.
 
 It relies only on the IdP's documented HTML contract (the same one interop/oidc/person.py, the
-tests' walker, drives; the demo must run from an installed package, so it has its own copy of
-the few parts it needs):
+tests' walker, drives; that walker takes this module's page parser, since the demo must run from
+an installed package):
 
 - login form: inputs ``username``, ``password``, hidden ``csrf_token``, button ``id="login"``;
 - device form: input ``user_code``, button ``id="confirm"``; consent: button ``id="approve"``
@@ -25,7 +25,7 @@ MAX_PAGES = 8
 
 
 @dataclass
-class _Form:
+class Form:
     action: str
     method: str
     inputs: dict[str, str] = field(default_factory=dict)
@@ -35,7 +35,7 @@ class _Form:
 class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.forms: list[_Form] = []
+        self.forms: list[Form] = []
         self.ids: set[str] = set()
 
     def handle_starttag(self, tag, attrs):
@@ -43,7 +43,7 @@ class _Page(HTMLParser):
         if "id" in a:
             self.ids.add(a["id"])
         if tag == "form":
-            self.forms.append(_Form(a.get("action", ""), a.get("method", "get").lower()))
+            self.forms.append(Form(a.get("action", ""), a.get("method", "get").lower()))
         elif tag == "input" and self.forms and "name" in a:
             if a.get("type", "text").lower() not in ("submit", "button", "image"):
                 self.forms[-1].inputs[a["name"]] = a.get("value", "")
@@ -51,7 +51,7 @@ class _Page(HTMLParser):
             self.forms[-1].buttons[a.get("id", "")] = (a.get("name"), a.get("value"))
 
 
-def _parse(html: str) -> _Page:
+def parse(html: str) -> _Page:
     page = _Page()
     page.feed(html)
     return page
@@ -78,7 +78,7 @@ class DeviceApprover:
             response = self.http.get(urljoin(str(response.url), response.headers["location"]))
         raise DemoError(f"the IdP's device pages redirect in a loop at {response.url}")
 
-    def _submit(self, response: httpx.Response, form: _Form, button: str, **values: str) -> httpx.Response:
+    def _submit(self, response: httpx.Response, form: Form, button: str, **values: str) -> httpx.Response:
         data = {**form.inputs, **values}
         name, value = form.buttons.get(button, (None, None))
         if name:
@@ -100,7 +100,7 @@ class DeviceApprover:
     def _approve(self, url: str) -> None:
         response = self._follow(self.http.get(url))
         for _ in range(MAX_PAGES):
-            page = _parse(response.text)
+            page = parse(response.text)
             if "device-approved" in page.ids:
                 return
             if "error" in page.ids:
