@@ -94,9 +94,13 @@ class Workers:
         assert pid is not None, f"no worker of {self.master} holds socket {inode}"
         return pid
 
-    def connect(self, want: int = 2, attempts: int = 40) -> list[int]:
-        """Open connections until ``want`` workers each have a fresh one; returns their pids."""
-        for _ in range(attempts):
+    def connect(self, want: int = 2, attempts: int = 200) -> list[int]:
+        """Open connections until ``want`` workers each have a fresh one; returns their pids.
+        Which worker accepts is the kernel's choice: one busy for a while (its log job anchoring
+        a period) leaves every connection to the other, so a miss waits a little and retries."""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(0.05)
             fresh = [pid for pid, used in self.last_used.items() if time.monotonic() - used < IDLE_LIMIT]
             if len(fresh) >= want:
                 return sorted(fresh)
