@@ -20,8 +20,8 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, jsonify, redirect, request, session
-from werkzeug.exceptions import HTTPException
 
+from ..jsonerrors import install_json_errors, json_error
 from .issuance import Issuer
 from .logins import DtaError, Logins
 from .peer import peer_locator
@@ -38,10 +38,7 @@ class Dta:
     blueprints: tuple = ()
 
 
-def _error(status: int, error: str, description: str):
-    response = jsonify({"error": error, "error_description": description})
-    response.status_code = status
-    return response
+_error = json_error
 
 
 def _peer():
@@ -121,18 +118,6 @@ def create_app(dta: Dta) -> Flask:
     for blueprint in dta.blueprints:
         app.register_blueprint(blueprint)
 
-    @app.errorhandler(DtaError)
-    def refused(error: DtaError):
-        return _error(error.status, error.error, error.description)
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        return _error(error.code or 500, error.name.lower().replace(" ", "_"), error.description or "")
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception):
-        # Logged with its traceback here; the peer gets a JSON 500 without the detail.
-        log.exception("unhandled error in %s", type(error).__name__)
-        return _error(500, "server_error", "internal error")
+    install_json_errors(app, DtaError, log)
 
     return app

@@ -21,8 +21,8 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
 
+from ..jsonerrors import install_json_errors, json_error
 from ..dta.peer import peer_locator
 from .enrolments import Enrolments
 from .groups import TbsError
@@ -39,10 +39,7 @@ class TbsApp:
     blueprints: tuple = ()
 
 
-def _error(status: int, error: str, description: str):
-    response = jsonify({"error": error, "error_description": description})
-    response.status_code = status
-    return response
+_error = json_error
 
 
 def _sealed(blob: bytes) -> Response:
@@ -98,19 +95,7 @@ def create_app(tbs: TbsApp) -> Flask:
     for blueprint in tbs.blueprints:
         app.register_blueprint(blueprint)
 
-    @app.errorhandler(TbsError)
-    def refused(error: TbsError):
-        return _error(error.status, error.error, error.description)
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        return _error(error.code or 500, error.name.lower().replace(" ", "_"), error.description or "")
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception):
-        # Logged with its traceback here; the peer gets a JSON 500 without the detail.
-        log.exception("unhandled error in %s", type(error).__name__)
-        return _error(500, "server_error", "internal error")
+    install_json_errors(app, TbsError, log)
 
     return app
 
