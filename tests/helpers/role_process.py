@@ -70,3 +70,20 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
     return value
+
+
+def start_announcing(command: list[str], log_path: Path, what: str, timeout: float = 120.0):
+    """Start a role's ``serve`` command (stderr to ``log_path``) and read the one JSON line it
+    prints once it listens; returns (process, that line). A role that does not start is killed and
+    the test fails with the end of its log."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env={**os.environ})
+    line: list[bytes] = []
+    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not line or not line[0]:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"{what} did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+    return process, json.loads(line[0])

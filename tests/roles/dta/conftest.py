@@ -16,17 +16,16 @@ master secrets::
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from helpers.role_process import start_announcing
 from milagro_tls.identity.keys import IdentityKey
 from milagro_tls.mpin import MasterSecret
 from milagro_tls.roles.activitylog import ActivityLog
@@ -134,17 +133,7 @@ def start_dta(home: Path, chain_dir: Path, idps: list[str], *, name: str = "dta"
     if idp_ca:
         command += ["--idp-ca", idp_ca]
     log_path = home / "dta-serve.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env={**os.environ})
-    line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0]:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"milagro dta serve did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
-    announced = json.loads(line[0])
+    process, announced = start_announcing(command, log_path, "milagro dta serve", START_TIMEOUT)
     return DtaProcess(base_url=announced["base_url"], port=announced["listening"], ca_file=announced["ca_file"],
                       home=home, name=name, locator=announced["locator"], process=process, log_path=log_path,
                       announced=announced)

@@ -21,13 +21,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import signal
 import ssl
 import struct
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import sync_playwright
 
 from interop.oidc.person import Person
+from helpers.role_process import start_announcing
 from milagro_tls.chain.errors import RootNotInChain
 from milagro_tls.chain.verify import resolve_anchor
 from milagro_tls.context import Context
@@ -112,17 +111,7 @@ def start_service(home: Path, chain_dir: Path, dtas: dict[str, object]) -> Servi
     for name, dta in dtas.items():
         command += ["--dta", f"{name}={dta.base_url}"]
     log_path = home / "service-serve.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env={**os.environ})
-    line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0]:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"milagro service serve did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
-    announced = json.loads(line[0])
+    process, announced = start_announcing(command, log_path, "milagro service serve", START_TIMEOUT)
     return ServiceProcess(url=f"https://localhost:{announced['listening']}", port=announced["listening"],
                           ca_file=announced["ca_file"], home=home, process=process, log_path=log_path,
                           announced=announced)

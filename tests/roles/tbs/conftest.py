@@ -16,16 +16,16 @@ The TBS never mines on regtest: the test mines (``world.source.mine``). ``PatCli
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from helpers.role_process import start_announcing
 
 START_TIMEOUT = 180
 
@@ -133,17 +133,7 @@ def start_tbs(home: Path, chain_dir: Path, *, name: str = "tbs", port: int = 0, 
     if admin_port is not None:
         command += ["--admin-port", str(admin_port)]
     log_path = home / "tbs-serve.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env={**os.environ})
-    line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0]:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"milagro tbs serve did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
-    announced = json.loads(line[0])
+    process, announced = start_announcing(command, log_path, "milagro tbs serve", START_TIMEOUT)
     return TbsProcess(base_url=announced["base_url"], port=announced["listening"], ca_file=announced["ca_file"],
                       home=home, name=name, locator=announced["locator"], admin_port=announced.get("admin_port"),
                       chain_dir=chain_dir, options=options, process=process, log_path=log_path, announced=announced)
