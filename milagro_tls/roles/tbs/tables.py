@@ -16,6 +16,12 @@
                           records the funding), txid, the block it confirmed in, the AnchorProof
                           every member's staple uses, a lease for the worker driving it
     tbs_signatures        verified PAT signatures per (batch, position); never replaced
+    tbs_revocations       one row per revoked PAT certificate digest (never removed): when, why,
+                          and the number of the first revocation list that names it (NULL until
+                          a list is claimed for it; lists are cumulative)
+    tbs_revocation_lists  one row per list: its number (= its link number on the TBS's 0x04
+                          chain), root, state anchoring|anchored, the link's txid once sent, and
+                          the claim time of the worker anchoring it (revocations.py)
 
 Times are unix seconds (floats), as in roles.activitylog.
 """
@@ -119,15 +125,44 @@ signatures = Table(
 )
 
 
+revocations = Table(
+    "tbs_revocations", metadata,
+    Column("digest", LargeBinary(32), primary_key=True),    # BirthCertificate.digest()
+    Column("revoked_at", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("list_number", Integer),                         # the first list naming it; NULL: none yet
+    Index("tbs_revocations_by_list", "list_number"),
+)
+
+revocation_lists = Table(
+    "tbs_revocation_lists", metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("txid", String(64)),                             # display hex, once sent
+    Column("state", String(16), nullable=False),            # anchoring | anchored
+    Column("created_at", Float, nullable=False),
+    Column("claimed_at", Float, nullable=False),            # a stale claim is taken over
+    Column("anchored_at", Float),
+)
+
+#: The tables of schema version 1 (migration functions never change once released).
+_VERSION_1 = (settings, groups, trust, instruction_sets, batches, enrolments, signatures)
+
+
 def _create(connection: Connection) -> None:
-    metadata.create_all(connection)
+    metadata.create_all(connection, tables=_VERSION_1)
     # Every TBS has a default group from the start, so an enrolment always has one.
     import time
     connection.execute(insert(groups).values(name=DEFAULT_GROUP, dta_urls="[]", created_at=time.time()))
     connection.execute(insert(settings).values(key="default_group", value=DEFAULT_GROUP))
 
 
-MIGRATIONS = [_create]
+def _revocations(connection: Connection) -> None:
+    """Version 2: revocation of batch-anchored PATs (issue 18)."""
+    metadata.create_all(connection, tables=[revocations, revocation_lists])
+
+
+MIGRATIONS = [_create, _revocations]
 
 
 def migrate(store: Store) -> int:
