@@ -277,13 +277,15 @@ class Batcher:
 
 class BatchJobs:
     """A worker's background thread running ``Batcher.run_once`` every ``interval`` seconds
-    (and the wallet's rebroadcast now and then). Every gunicorn worker runs one."""
+    (and the wallet's rebroadcast now and then), then each of ``also`` (the revocation lists'
+    anchoring). Every gunicorn worker runs one; a job that fails does not stop the others."""
 
     REBROADCAST_EVERY = 60.0
 
-    def __init__(self, batcher: Batcher, *, interval: float = 0.5) -> None:
+    def __init__(self, batcher: Batcher, *, interval: float = 0.5, also: tuple[Callable[[], object], ...] = ()) -> None:
         self.batcher = batcher
         self.interval = interval
+        self.also = tuple(also)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_rebroadcast = 0.0
@@ -297,6 +299,12 @@ class BatchJobs:
                     self.batcher.assembler.wallet.rebroadcast_unconfirmed()
             except Exception as error:          # logged and retried next tick; never fatal to the worker
                 log.warning("batch worker: %s: %s", type(error).__name__, error)
+            for job in self.also:
+                try:
+                    job()
+                except Exception as error:
+                    log.warning("batch worker: %s: %s: %s", getattr(job, "__qualname__", job), type(error).__name__,
+                                error)
 
     def start(self) -> "BatchJobs":
         self._thread = threading.Thread(target=self._loop, name="tbs-batcher", daemon=True)

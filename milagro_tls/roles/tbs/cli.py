@@ -8,12 +8,18 @@
     milagro tbs admin group add --home H --name G [--dta URL ...] [--trust FILE ...] [--chain SPEC] [--db URL]
     milagro tbs admin group default --home H G [--db URL]
     milagro tbs admin push --home H G [--db URL]
+    milagro tbs admin revoke --home H (--pat NAME | --digest HEX) [--reason TEXT] --yes [--db URL]
 
 ``serve`` prints one JSON line once it listens: {"listening", "url", "base_url", "ca_file",
 "locator", "admin_port", "enrolment_key", "batch_key", ...}. ``--admin-port`` binds a second
 socket in the same gunicorn for the admin UI. Trust files (``--trust``) hold one entry or a list,
 each with its certificate (the chain holds only its digest); they are verified against the chain
 (``--chain``) before they are stored.
+
+``revoke`` records a batch-anchored PAT's certificate digest as revoked (idempotent; a PAT name
+is looked up among the enrolments) and prints {"digest", "revoked", "new", "revoked_at",
+"reason", "list_number", "enrolled_here"[, "pat"]}. The TBS answers it revoked at once
+(GET /chain/revocation/<digest>); a running worker anchors the next revocation list with it.
 """
 from __future__ import annotations
 
@@ -83,6 +89,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     push.add_argument("group")
     push.add_argument("--db", default=None)
     push.set_defaults(func=_push)
+
+    revoke = admin.add_parser("revoke", help="revoke a batch-anchored PAT (its certificate digest)")
+    revoke.add_argument("--home", required=True, type=Path)
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pat", default=None, metavar="NAME", help="an enrolled PAT's certificate name")
+    which.add_argument("--digest", default=None, metavar="HEX", help="a certificate digest (64 hex)")
+    revoke.add_argument("--reason", default="", help="kept with the revocation (not published)")
+    revoke.add_argument("--yes", action="store_true", help="confirm: a revocation cannot be undone")
+    revoke.add_argument("--db", default=None)
+    revoke.set_defaults(func=_revoke)
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -235,4 +251,25 @@ def _push(args) -> int:
     finally:
         store.close()
     print(json.dumps({"group": args.group, "version": version, "pats": pats}), flush=True)
+    return 0
+
+
+def _revoke(args) -> int:
+    from .groups import TbsError
+    from .revocations import digest_of_pat, parse_digest, revoke
+    if not args.yes:
+        print("a revocation cannot be undone: add --yes", file=sys.stderr)
+        return 2
+    store = _open(args)
+    try:
+        try:
+            digest = digest_of_pat(store, args.pat) if args.pat is not None else parse_digest(args.digest)
+            done = revoke(store, digest, args.reason)
+        except TbsError as error:
+            return _refused(error)
+    finally:
+        store.close()
+    if args.pat is not None:
+        done["pat"] = args.pat
+    print(json.dumps(done), flush=True)
     return 0

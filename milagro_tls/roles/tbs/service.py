@@ -9,7 +9,7 @@ worker's own store and chain source, the batch worker and the activity log's job
     HOME/headers.db       the admin's header chain (trust entries are verified against it)
 
 The identity (role "tbs") has root chains for its activity log (0x03) and its revocation list
-(0x04, issue 18); its certificate names the batching key (``batch_key``) and the enrolment key
+(0x04, issue 18: revocations.py anchors its lists from the batch thread); its certificate names the batching key (``batch_key``) and the enrolment key
 (``role_data.enrolment_key``), so a PAT checks both against the chain before it enrols.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ from . import tables
 from .app import PortDispatcher, TbsApp, create_app
 from .batcher import Batcher, BatchJobs, BatchPolicy
 from .enrolments import AtRestKey, Enrolments, PendingBatches
+from .revocations import RevocationLists
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,8 @@ def worker_app(**kwargs):
                                max_pats=settings.max_batch)
     pending = PendingBatches()
     batcher = Batcher(store, assembler, source, activity, settings.policy(), pending=pending)
-    batch_jobs = BatchJobs(batcher, interval=settings.batch_interval).start()
+    revocation_lists = RevocationLists(store, anchorer, lease=settings.lease)
+    batch_jobs = BatchJobs(batcher, interval=settings.batch_interval, also=(revocation_lists.anchor_due,)).start()
     enrolments = Enrolments(store, enrolment_key=enrolment_key(home.path),
                             at_rest=AtRestKey(home.secret("tbs-at-rest")), batch_key=assembler.batch_key.xonly,
                             network=source.network.label, tbs_key=party.key, tbs_name=party.certificate.name,
@@ -199,4 +201,5 @@ def worker_app(**kwargs):
 
     app.milagro_shutdown = shutdown
     app.batcher = batcher                   # tests and the admin may look
+    app.revocation_lists = revocation_lists
     return app

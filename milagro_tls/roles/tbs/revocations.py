@@ -1,0 +1,203 @@
+"""Revoking the TBS's batch-anchored PATs (issue 18): the revoked set in the store, its lists
+anchored on the TBS's REVOCATION_LIST_ROOT (0x04) chain, and the answer for one digest.
+
+A batch PAT has no seal to spend, so the TBS keeps a growing set of revoked certificate digests
+(``BirthCertificate.digest()``, tables.revocations) and anchors the **whole** set, as a list
+(chain.revocation_list: sorted leaves, milagro_tls.merkle root), as the next link of its 0x04
+chain through the worker's RootAnchorer. List ``n`` is link ``n`` of that chain: nothing else
+anchors on it (the activity log has its own 0x03 chain).
+
+Anchoring (``RevocationLists.anchor_due``, every worker's batch thread runs it):
+
+    revocations with list_number NULL exist, and the newest list is anchored (or none yet)
+      ──claim: insert_or_ignore(tbs_revocation_lists number n+1, "anchoring", root of every
+        digest) and mark those rows list_number = n+1, in one transaction: one worker wins──▶
+    RootAnchorer.anchor(REVOCATION_LIST_ROOT, root) ──▶ "anchored", txid (display hex)
+
+A list is claimed only once the one before it is anchored, so links are anchored in list order.
+A worker that dies after its claim leaves the list "anchoring"; once its claim is older than
+the lease another worker anchors **the same root** again (RootAnchorer returns, or re-sends, the
+link a crash left pending, and builds it only if it never was). "Anchored" means sent: the link
+may still be in the mempool, which is where a verifier's "current list" starts to count it.
+
+Answering (``RevocationLists.answer``, served as GET /chain/revocation/<digest>): a digest in
+the store is revoked, anchored or not yet (the TBS's word); any other gets a non-membership
+proof against the newest anchored list (the empty list, and no link, before the first one).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable
+
+from sqlalchemy import func, select, update
+
+from ...chain.hashes import from_display_hex, to_display_hex
+from ...chain.revocation_list import revocation_list_root
+from ...identity.certificate import BirthCertificate
+from ...identity.marker import MarkerType
+from ..store import Store, insert_or_ignore
+from .groups import TbsError
+from .tables import enrolments, revocation_lists, revocations
+
+log = logging.getLogger(__name__)
+
+MAX_REASON = 500
+ANCHORING, ANCHORED = "anchoring", "anchored"
+_LEAVES_CACHE = 4
+_MARK_CHUNK = 500
+
+
+def parse_digest(text: Any) -> bytes:
+    """A certificate digest given as 64 hex characters."""
+    try:
+        digest = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise TbsError(400, "invalid_digest", "a certificate digest is 64 hex characters (SHA256)")
+    return digest
+
+
+def digest_of_pat(store: Store, name: str) -> bytes:
+    """The certificate digest of the enrolled PAT named ``name`` (its certificate's name)."""
+    found = []
+    with store.read() as connection:
+        for row in connection.execute(select(enrolments.c.digest, enrolments.c.certificate)
+                                      .where(enrolments.c.certificate.contains(name))):
+            if BirthCertificate.parse(row.certificate.encode()).name == name:
+                found.append(row.digest)
+    if not found:
+        raise TbsError(404, "unknown_pat", f"no PAT named {name!r} is enrolled here")
+    if len(found) > 1:
+        raise TbsError(409, "ambiguous_pat", f"{len(found)} enrolled certificates are named {name!r}: "
+                                             "revoke by --digest")
+    return found[0]
+
+
+def revoke(store: Store, digest: bytes, reason: str = "", *, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Record ``digest`` as revoked (idempotent: the first revocation's time and reason stay).
+    Committed before it returns; the next list anchored names it."""
+    if not isinstance(digest, bytes) or len(digest) != 32:
+        raise TbsError(400, "invalid_digest", "a certificate digest is 32 bytes")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise TbsError(400, "invalid_reason", f"a reason is text of at most {MAX_REASON} characters")
+    with store.begin() as connection:
+        new = insert_or_ignore(connection, revocations, {"digest": digest, "revoked_at": clock(), "reason": reason,
+                                                         "list_number": None})
+        row = connection.execute(select(revocations).where(revocations.c.digest == digest)).one()
+        known = connection.scalar(select(func.count()).select_from(enrolments)
+                                  .where(enrolments.c.digest == digest))
+    if new:
+        log.info("certificate %s revoked (%s)", digest.hex(), reason or "no reason given")
+    return {"digest": digest.hex(), "revoked": True, "new": new, "revoked_at": row.revoked_at,
+            "reason": row.reason, "list_number": row.list_number, "enrolled_here": bool(known)}
+
+
+def is_revoked(connection, digest: bytes) -> bool:
+    return connection.scalar(select(revocations.c.digest).where(revocations.c.digest == digest)) is not None
+
+
+class RevocationLists:
+    """The TBS's lists: anchoring (``anchor_due``) and answering (``answer``).
+
+    ``anchorer`` is the worker's RootAnchorer (None: answering only, as the CLI does)."""
+
+    def __init__(self, store: Store, anchorer=None, *, lease: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.anchorer = anchorer
+        self.lease = lease
+        self.clock = clock
+        # An anchored list never changes: its sorted leaves are kept for the proofs.
+        self._leaves: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # --- anchoring ------------------------------------------------------------------------
+    def anchor_due(self) -> int | None:
+        """Anchor the next list if one is due (or a stale claim's); the list number anchored
+        by this call, or None. Safe to call from every worker at any time."""
+        if self.anchorer is None:
+            raise TbsError(500, "server_error", "these revocation lists have no anchorer")
+        claimed = self._claim()
+        if claimed is None:
+            return None
+        number, root = claimed
+        link = self.anchorer.anchor(MarkerType.REVOCATION_LIST_ROOT, root)
+        with self.store.begin() as connection:
+            connection.execute(update(revocation_lists).where(revocation_lists.c.number == number,
+                                                              revocation_lists.c.state == ANCHORING)
+                               .values(state=ANCHORED, txid=to_display_hex(link.txid), anchored_at=self.clock()))
+        log.info("revocation list %d (root %s) anchored in %s", number, root.hex(), to_display_hex(link.txid))
+        return number
+
+    def _claim(self) -> tuple[int, bytes] | None:
+        now = self.clock()
+        with self.store.begin() as connection:
+            newest = connection.execute(select(revocation_lists).order_by(revocation_lists.c.number.desc())
+                                        .limit(1).with_for_update()).first()
+            if newest is not None and newest.state == ANCHORING:
+                if newest.claimed_at >= now - self.lease:
+                    return None                     # another worker is anchoring it
+                taken = connection.execute(update(revocation_lists).where(
+                    revocation_lists.c.number == newest.number, revocation_lists.c.state == ANCHORING,
+                    revocation_lists.c.claimed_at == newest.claimed_at).values(claimed_at=now))
+                if taken.rowcount != 1:
+                    return None
+                log.warning("revocation list %d: its worker stopped before anchoring it; anchoring the same root",
+                            newest.number)
+                return newest.number, newest.root
+            rows = list(connection.execute(select(revocations.c.digest, revocations.c.list_number)))
+            unlisted = [row.digest for row in rows if row.list_number is None]
+            if not unlisted:
+                return None
+            number = (newest.number if newest is not None else 0) + 1
+            root = revocation_list_root(row.digest for row in rows)
+            if not insert_or_ignore(connection, revocation_lists, {"number": number, "root": root, "state": ANCHORING,
+                                                                   "created_at": now, "claimed_at": now}):
+                return None                         # another worker claimed it
+            # Only the digests this root covers (a revocation committed meanwhile waits for n+2).
+            for start in range(0, len(unlisted), _MARK_CHUNK):
+                connection.execute(update(revocations).where(revocations.c.digest.in_(unlisted[start:start + _MARK_CHUNK]),
+                                                             revocations.c.list_number.is_(None))
+                                   .values(list_number=number))
+        return number, root
+
+    # --- answering ------------------------------------------------------------------------
+    def newest_anchored(self) -> tuple[int, bytes, bytes] | None:
+        """(number, root, txid wire order) of the newest anchored list, None before the first."""
+        with self.store.read() as connection:
+            row = connection.execute(select(revocation_lists).where(revocation_lists.c.state == ANCHORED)
+                                     .order_by(revocation_lists.c.number.desc()).limit(1)).first()
+        return None if row is None else (row.number, row.root, from_display_hex(row.txid))
+
+    def leaves(self, number: int, root: bytes) -> tuple[bytes, ...]:
+        """The sorted digests of list ``number`` (every digest listed by it or an earlier one),
+        checked once against the list's anchored ``root``."""
+        with self._lock:
+            if number in self._leaves:
+                self._leaves.move_to_end(number)
+                return self._leaves[number]
+        with self.store.read() as connection:
+            digests = tuple(sorted(connection.execute(select(revocations.c.digest).where(
+                revocations.c.list_number <= number)).scalars()))
+        if revocation_list_root(digests) != root:
+            raise TbsError(500, "server_error", f"revocation list {number} in the store does not match its root")
+        with self._lock:
+            self._leaves[number] = digests
+            while len(self._leaves) > _LEAVES_CACHE:
+                self._leaves.popitem(last=False)
+        return digests
+
+    def answer(self, digest: bytes):
+        """The RevocationAnswer for ``digest`` (chain.revocation_list.answer_for)."""
+        from ...chain.revocation_list import answer_for
+        with self.store.read() as connection:
+            revoked = is_revoked(connection, digest)
+        newest = self.newest_anchored()
+        if newest is None:
+            return answer_for((), {digest} if revoked else (), digest, None)
+        number, root, txid = newest
+        return answer_for(self.leaves(number, root), {digest} if revoked else (), digest, (txid, number))
