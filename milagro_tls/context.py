@@ -14,12 +14,12 @@ import dataclasses
 import logging
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .chain.headerchain import HeaderChain, default_header_path
 from .chain.errors import SourceUnavailable
-from .chain.revocation import check_not_revoked
+from .chain.revocation import BatchChecker, check_not_revoked
 from .chain.source import ChainSource
 from .chain.spec import open_source
 from .chain.verify import DEFAULT_MIN_CONFIRMATIONS
@@ -42,6 +42,21 @@ log = logging.getLogger(__name__)
 DEFAULT_REVOCATION_TIMEOUT = 5.0
 #: Revocation questions in flight at once per process; more wait (within their timeout).
 REVOCATION_WORKERS = 4
+
+
+#: Names of unchecked batch PATs remembered for the once-per-name log line (bounded memory).
+_MAX_UNCHECKED_NAMES = 10_000
+
+
+def _batch_checkers(spec) -> tuple[BatchChecker, ...]:
+    if spec is None:
+        return ()
+    if callable(spec):
+        return (spec,)
+    checkers = tuple(spec)
+    if not all(callable(checker) for checker in checkers):
+        raise TypeError("batch_revocation takes BatchCheckers (callables, e.g. TbsRevocations)")
+    return checkers
 
 
 def _suites(spec) -> tuple[SuiteSpec, ...]:
@@ -110,6 +125,14 @@ class Context(ssl.SSLContext):
     max_staple_age      blocks: refuse peers whose staple carries no freshness bound, or one made
                         longer ago (chain.proof; the bound is the stapler's word that its seal was
                         unspent then, checked only to be a real block on our best chain)
+    batch_revocation    a chain.revocation BatchChecker, or several, for batch-anchored PATs (which
+                        have no seal): chain.revocation_list.TbsRevocations asks the PAT's TBS and
+                        checks its answer against the TBS's 0x04 revocation-list chain. A PAT goes
+                        to the first checker whose ``covers(identity)`` is true (a checker without
+                        ``covers`` takes every PAT); revoked -> certificate_revoked, and the same
+                        fail-closed ``revocation_timeout`` applies. A batch PAT that no checker
+                        covers cannot be checked and is ACCEPTED (logged at INFO once per name),
+                        as without this option
     fresh_staple        stamp our own staple with a freshness bound: at construction and after
                         every header sync that found new blocks (in the sync thread, never in a
                         handshake); refresh_staple() does it on demand
@@ -129,7 +152,8 @@ class Context(ssl.SSLContext):
                  max_staple_size: int = DEFAULT_MAX_STAPLE_SIZE,
                  keylog_filename: str | os.PathLike | None = None, check_revocation: bool = True,
                  revocation_timeout: float = DEFAULT_REVOCATION_TIMEOUT, max_staple_age: int | None = None,
-                 fresh_staple: bool = False) -> None:
+                 fresh_staple: bool = False,
+                 batch_revocation: BatchChecker | Sequence[BatchChecker] | None = None) -> None:
         super().__init__()
         self.keylog_filename = keylog_filename if keylog_filename is not None else keylog_path_from_environment()
         self.source = open_source(chain) if isinstance(chain, str) else chain
@@ -161,6 +185,10 @@ class Context(ssl.SSLContext):
         self.session_cache = SessionCache(lifetime=session_lifetime)
         self.revocation_timeout = revocation_timeout
         self._revocation_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.batch_revocation = _batch_checkers(batch_revocation)
+        if self.batch_revocation and (not check_revocation or self.source is None):
+            raise ValueError("batch_revocation needs check_revocation and a chain source")
+        self._unchecked_pats: set[str] = set()
         self._revocation_pool_pid = 0
         self._config = HandshakeConfig(
             headers=self.headers, trust=self.trust, identity=self.identity, suites=_suites(suites),
@@ -260,13 +288,27 @@ class Context(ssl.SSLContext):
             self._revocation_pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=REVOCATION_WORKERS, thread_name_prefix="milagro-revocation")
             self._revocation_pool_pid = os.getpid()
-        future = self._revocation_pool.submit(check_not_revoked, identity, source)
+        future = self._revocation_pool.submit(check_not_revoked, identity, source, batch=self._check_batch_pat)
         try:
             future.result(timeout=self.revocation_timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise SourceUnavailable(f"the source did not say within {self.revocation_timeout:g} s whether the "
-                                    "seal is spent", maybe_sent=False) from None
+            what = "seal is spent" if identity.seal is not None else "batch PAT is revoked"
+            raise SourceUnavailable(f"no answer within {self.revocation_timeout:g} s on whether the peer's {what}",
+                                    maybe_sent=False) from None
+
+    def _check_batch_pat(self, identity) -> None:
+        """check_not_revoked's ``batch`` checker: the first of ``batch_revocation`` covering
+        the PAT decides; none covering it: not checkable, accepted (logged once per name)."""
+        for checker in self.batch_revocation:
+            covers = getattr(checker, "covers", None)
+            if covers is None or covers(identity):
+                checker(identity)
+                return
+        if identity.name not in self._unchecked_pats and len(self._unchecked_pats) < _MAX_UNCHECKED_NAMES:
+            self._unchecked_pats.add(identity.name)
+            log.info("batch-anchored PAT %r: no batch_revocation checker covers its TBS; its revocation "
+                     "cannot be checked (accepted)", identity.name)
 
     def _anchor_not_yet_verifiable(self, error: AnchorNotYetVerifiable) -> None:
         if self.sync is not None:

@@ -20,7 +20,13 @@ believes it. What that means:
 
 Batch-anchored PATs have no seal (``seal is None``): their TBS revokes them on its type-0x04
 revocation-list chain (chain.revocation_list); ``check_not_revoked`` hands them to the
-``batch`` checker when one is given and otherwise reports them as not checkable.
+``batch`` checker when one is given and otherwise reports them as not checkable. The checker
+for one TBS is chain.revocation_list.TbsRevocations (the Context's ``batch_revocation``): it
+asks the TBS, believes "revoked" (the TBS's word: it can only deny its own PATs), and otherwise
+checks the TBS's non-membership proof against the **newest** link of its 0x04 chain that the
+verifier's source admits to, pending (mempool) link included, as a seal spend counts once
+broadcast. A proof against an older list is refused (RevocationListStale); a TBS that does not
+answer leaves the PAT unchecked, which the handshake refuses (fail closed) like a silent source.
 """
 from __future__ import annotations
 

@@ -24,6 +24,10 @@ on trust:
   anchor appear in the chain. An unconfirmed link is checked the same way except for SPV and
   shows as ``pending_txid``: it is not in ``links`` and ``find`` does not return it.
 
+Each confirmed link's proof comes from the source when it assembles proofs
+(``ChainSource.anchor_proof``: a thin client's tbs:// source, which never serves blocks), else
+from the block; it is checked against the caller's headers either way.
+
 The walk is bounded (``max_links`` per call); pass the previous view as ``previous`` to go on
 from its last link (logs anchored every minute grow long).
 """
@@ -41,7 +45,7 @@ from ..identity.marker import MarkerType, find_markers
 from .block import Block
 from .errors import NoRootChain, RootChainError, RootNotInChain, TxNotFound, VerificationError
 from .hashes import to_display_hex
-from .proof import build_anchor_proof
+from .proof import _check_served_proof as check_served_proof, build_anchor_proof
 from .sighash import SIGHASH_ALL, p2wpkh_script, p2wpkh_sighash
 from .source import ChainSource
 from .tx import outpoint, parse_tx, txid_of
@@ -228,12 +232,21 @@ class _Walker:
             tx = _parse(self.source.transaction(txid), txid)
             root = _check_link(tx, spent, self.kind, self.key)
             return _Pending(txid, root)
-        proof = build_anchor_proof(self._fetch_block(status.block_hash), height, txid, [])
+        proof = self._proof(txid, status.block_hash, height)
         confirmed = verify_tx_in_block(txid, status.block_hash, proof, self.headers,
                                        min_confirmations=self.min_confirmations)
         root = _check_link(confirmed.tx, spent, self.kind, self.key)
         return _Confirmed(RootLink(number, root, txid, confirmed.block_hash, confirmed.height),
                           _ChainOutput(txid, ROOT_CHAIN_VOUT, confirmed.tx.vout[ROOT_CHAIN_VOUT].value))
+
+    def _proof(self, txid: bytes, block_hash: bytes, height: int):
+        """The link's proof: assembled by the source when it serves proofs (a thin client's
+        tbs:// source never serves blocks), else built here from the block. Untrusted either
+        way: verify_tx_in_block checks it against our headers."""
+        served = self.source.anchor_proof(txid, block_hash, height)     # AnchorNotFound as from a block
+        if served is not None:
+            return check_served_proof(served, txid, block_hash, height)
+        return build_anchor_proof(self._fetch_block(block_hash), height, txid, [])
 
     def _fetch_block(self, block_hash: bytes) -> Block:
         if self._block is None or self._block.hash != block_hash:

@@ -13,11 +13,17 @@ and every answer is bounded.
     GET  /chain/status/<txid>[?block=B]      {"txid", "block_hash", "height"} (nulls: unconfirmed)
     GET  /chain/outspend/<txid>/<vout>       {"spent": bool, "txid": spender or null}: the source's word
     POST /chain/broadcast                    raw transaction bytes -> {"txid"}
+    GET  /chain/revocation/<digest>          the TBS's RevocationAnswer for a PAT's certificate digest
+                                             (64 hex, SHA256 of the canonical certificate; plain
+                                             order, not reversed): {"revoked": true} (its word) or
+                                             {"revoked": false, "root", "link", "proof"} against the
+                                             newest list it anchored (chain.revocation_list)
 
 Hashes are display-order hex, as explorers print them. Errors are JSON {"error",
 "error_description"} with 400 (bad parameters, a rejected transaction), 404 (unknown
-transaction or block, or a transaction not in that block), 413 (a body too large) or 502 (the
-TBS's own source failed; the detail is logged here, not sent).
+transaction or block, or a transaction not in that block; ``no_revocation_list`` when the
+blueprint was given no ``revocations``), 413 (a body too large) or 502 (the TBS's own source,
+or its revocation store, failed; the detail is logged here, not sent).
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ from ..errors import MilagroError
 from .errors import AnchorNotFound, BlockNotFound, SourceError, TxNotFound, TxRejected
 from .hashes import from_display_hex, to_display_hex
 from .proof import fetch_anchor_proof
+from .revocation_list import RevocationAnswer
 from .source import ChainSource
 from .tbs_source import MAX_HEADERS
 
@@ -94,9 +101,12 @@ class _ProofCache:
 
 
 def chain_blueprint(source: ChainSource | Callable[[], ChainSource], *, allow_broadcast: bool = True,
+                    revocations: Callable[[bytes], RevocationAnswer] | None = None,
                     name: str = "milagro_chain") -> Blueprint:
     """The routes above over ``source`` (or a callable giving it, for a source opened per
-    worker). Register it without a url_prefix: the routes carry /chain."""
+    worker). Register it without a url_prefix: the routes carry /chain. ``revocations`` answers
+    for a certificate digest (the TBS's store, through chain.revocation_list.answer_for); without
+    it /chain/revocation/ is 404 ``no_revocation_list``."""
     get_source = source if callable(source) and not isinstance(source, ChainSource) else (lambda: source)
     blueprint = Blueprint(name, __name__)
     proofs = _ProofCache(PROOF_CACHE_SIZE)
@@ -190,5 +200,18 @@ def chain_blueprint(source: ChainSource | Callable[[], ChainSource], *, allow_br
             return _error(400 if not raw else 413, "bad_request" if not raw else "too_large",
                           "the body is the raw transaction")
         return jsonify({"txid": to_display_hex(get_source().broadcast(raw))})
+
+    @blueprint.get("/chain/revocation/<digest>")
+    def revocation(digest: str):
+        if revocations is None:
+            return _error(404, "no_revocation_list", "this TBS keeps no revocation list")
+        if not _HASH.match(digest):
+            raise _BadRequest("the certificate digest must be 64 hex digits")
+        try:
+            answer = revocations(bytes.fromhex(digest))
+        except Exception as exc:       # the store's failure: logged here, not sent
+            log.warning("revocation answer for %s failed: %s: %s", digest.lower(), type(exc).__name__, exc)
+            return _error(502, "revocation_error", "the TBS could not answer for this certificate")
+        return jsonify(answer.to_json())
 
     return blueprint

@@ -10,6 +10,10 @@ block asked for, sizes); everything else is the TBS's word, as in chain.source. 
 headers is to be accepted from a TBS that the PAT has not yet verified (roles.pat does so).
 
 ``block`` is refused: blocks are what a thin client does not download.
+
+Beyond ChainSource, ``revocation_status`` asks the TBS about one of its batch-anchored PATs
+(chain.revocation_list) and ``birth_certificate`` fetches the TBS's own certificate (to be
+verified against its anchor: TbsRevocations.from_tbs).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .hashes import sha256d, to_display_hex
 from .header import HEADER_SIZE
 from .network import Network
 from .proof import AnchorProof
+from .revocation_list import MAX_ANSWER_JSON, RevocationAnswer
 from .source import ChainSource, Tip, TxStatus
 from .tx import parse_tx, txid_of
 from .transport import RetryPolicy, display_hash, field, timeouts, translate_errors, tx_with_id
@@ -37,6 +42,10 @@ MAX_TX_SIZE = 400_000
 MAX_JSON = 4096
 #: Headers per request, on both sides (chain.tbs_endpoints): HeaderChain.sync_from asks for 2000.
 MAX_HEADERS = 2000
+#: The TBS's birth certificate (identity.certificate bounds it at 8 KiB; room to refuse it there).
+MAX_CERTIFICATE_ANSWER = 64 * 1024
+#: Served by every role (roles.wellknown); a string here so this module needs no Flask.
+BIRTH_CERTIFICATE_PATH = "/.well-known/milagro/birth-certificate"
 
 
 class TbsSource(ChainSource):
@@ -218,6 +227,30 @@ class TbsSource(ChainSource):
         if ours is not None and txid != ours:
             raise SourceError(f"{LABEL} says it broadcast {to_display_hex(txid)}, not our transaction")
         return txid
+
+    # --- beyond ChainSource: what a TBS says about its own PATs ---------------------------
+    def revocation_status(self, digest: bytes) -> RevocationAnswer:
+        """The TBS's answer for a certificate digest (chain.revocation_list): **its word** when
+        it says revoked, a proof to check against its 0x04 chain otherwise. SourceError for a
+        TBS that keeps no list, fails, or answers anything but one strict RevocationAnswer."""
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            raise ValueError("a certificate digest is 32 bytes")
+        where = f"revocation status of {digest.hex()}"
+        status, body = self._request("GET", f"/chain/revocation/{digest.hex()}", limit=MAX_ANSWER_JSON)
+        if status != 200:
+            self._fail(status, body, where)
+        try:
+            return RevocationAnswer.from_json(self._json(status, body, where))
+        except MalformedInput as exc:
+            raise SourceError(f"{LABEL} {where}: malformed answer: {exc}") from None
+
+    def birth_certificate(self) -> bytes:
+        """The TBS's canonical birth certificate (``/.well-known/milagro/birth-certificate``),
+        bounded; unverified here (the caller checks it against the TBS's anchor)."""
+        status, body = self._request("GET", BIRTH_CERTIFICATE_PATH, limit=MAX_CERTIFICATE_ANSWER)
+        if status != 200:
+            self._fail(status, body, "birth certificate")
+        return body
 
     def close(self) -> None:
         self._http.close()
