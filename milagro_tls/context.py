@@ -18,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .chain.headerchain import HeaderChain, default_header_path
-from .chain.errors import SourceUnavailable
+from .chain.errors import AnchorRevoked, SourceError, SourceUnavailable, VerificationError
 from .chain.revocation import BatchChecker, check_not_revoked
+from .chain.revocation_list import RevocationUnknown
 from .chain.source import ChainSource
 from .chain.spec import open_source
 from .chain.verify import DEFAULT_MIN_CONFIRMATIONS
@@ -130,9 +131,10 @@ class Context(ssl.SSLContext):
                         checks its answer against the TBS's 0x04 revocation-list chain. A PAT goes
                         to the first checker whose ``covers(identity)`` is true (a checker without
                         ``covers`` takes every PAT); revoked -> certificate_revoked, and the same
-                        fail-closed ``revocation_timeout`` applies. A batch PAT that no checker
-                        covers cannot be checked and is ACCEPTED (logged at INFO once per name),
-                        as without this option
+                        fail-closed ``revocation_timeout`` applies; an answer that does not check
+                        out (a stale list) refuses the PAT as status unknown (bad_certificate).
+                        A batch PAT that no checker covers cannot be checked and is ACCEPTED
+                        (logged at INFO once per name), as without this option
     fresh_staple        stamp our own staple with a freshness bound: at construction and after
                         every header sync that found new blocks (in the sync thread, never in a
                         handshake); refresh_staple() does it on demand
@@ -303,7 +305,15 @@ class Context(ssl.SSLContext):
         for checker in self.batch_revocation:
             covers = getattr(checker, "covers", None)
             if covers is None or covers(identity):
-                checker(identity)
+                try:
+                    checker(identity)
+                except (AnchorRevoked, SourceError):
+                    raise
+                except VerificationError as exc:
+                    # The handshake refuses AnchorRevoked (certificate_revoked) and SourceError
+                    # (status unknown: fail closed); a stale list is the latter.
+                    raise RevocationUnknown(f"{identity.name!r}: its TBS's answer does not check out: "
+                                            f"{type(exc).__name__}: {exc}") from exc
                 return
         if identity.name not in self._unchecked_pats and len(self._unchecked_pats) < _MAX_UNCHECKED_NAMES:
             self._unchecked_pats.add(identity.name)

@@ -42,7 +42,7 @@ from ..identity.locator import Locator
 from ..identity.marker import MarkerType
 from ..merkle import EMPTY_ROOT, MAX_PATH, MerkleProofError, NonMembershipProof, merkle_root, \
     non_membership_proof, verify_non_membership
-from .errors import AnchorRevoked, NoRootChain, RootChainError
+from .errors import AnchorRevoked, NoRootChain, RootChainError, SourceError
 from .hashes import from_display_hex, to_display_hex
 from .rootchain import RootChainView, follow_root_chain
 from .source import ChainSource
@@ -55,6 +55,13 @@ REVOCATION_LIST = MarkerType.REVOCATION_LIST_ROOT
 
 class RevocationListStale(RootChainError):
     """The proof is against a list root that is not the TBS's current one."""
+
+
+class RevocationUnknown(SourceError):
+    """A batch PAT's status could not be learnt: the TBS's answer did not check out against its
+    0x04 chain (a stale list, a link that does not verify). A SourceError, so that a handshake
+    refuses the peer as it does when the chain source cannot answer (fail closed), with
+    bad_certificate rather than certificate_revoked; the precise error is its ``__cause__``."""
 
 
 def sorted_revocation_list(digests: Iterable[bytes]) -> tuple[bytes, ...]:
