@@ -5,7 +5,15 @@ Body (RFC 8785 canonical JSON):
     {"version": int, strictly increasing per PAT,  "tbs": the TBS's name,  "issued": unix seconds,
      "pat_locator": the PAT's own locator JSON or null,  "pat_proof": hex AnchorProof or null,
      "dta_urls": [url, ...],  "group": name,
-     "trust": [{"name", "locator", "roles": [...], "certificate": canonical text, "proof": hex}, ...]}
+     "trust": [{"name", "locator", "roles": [...], "certificate": canonical text, "proof": hex}, ...],
+     "revocation": {"pat": RevocationAnswer JSON for the PAT's own certificate digest,
+                    "entries": {name: {"seal_spent": bool, "spender": display-hex txid | null}}}}
+
+"revocation" (issue 18) is absent from sets of TBSes that predate it. ``pat`` is the TBS's
+answer (chain.revocation_list) about this PAT: the PAT checks it against the TBS's 0x04 chain
+(roles.pat). ``entries`` is the TBS's chain source's word on each trust entry's seal (one
+with a seal: batch-anchored entries have none); an entry whose seal is spent is revoked, and
+the TBS leaves it out of ``trust``.
 
 Signed: ``IdentityKey.sign_statement(StatementType.INSTRUCTIONS, canonical body)`` by the TBS's
 anchored identity key. Plaintext = canonical {"body": body, "signature": hex64}.
@@ -33,7 +41,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..chain.errors import VerificationError
+from ..chain.hashes import from_display_hex, to_display_hex
 from ..chain.proof import AnchorProof
+from ..chain.revocation_list import RevocationAnswer
 from ..chain.verify import PeerIdentity, verify_anchor
 from ..errors import MalformedInput
 from ..identity.certificate import BirthCertificate
@@ -54,6 +64,7 @@ MAX_TRUST_ENTRIES = 256
 MAX_DTA_URLS = 64
 MAX_VERSION = 2**32 - 1
 _BODY_FIELDS = {"version", "tbs", "issued", "pat_locator", "pat_proof", "dta_urls", "trust", "group"}
+_REVOCATION_FIELD = "revocation"
 _ENTRY_FIELDS = {"name", "locator", "roles", "certificate", "proof"}
 #: Anchors in a set are checked with this many confirmations by default: a PAT's own batch is
 #: sent as soon as it confirms, and the whole set is signed by the TBS besides.
@@ -94,6 +105,78 @@ class InstructionTrust:
             raise MalformedInstructions(f"{where}: certificate is not UTF-8") from None
 
 
+@dataclass(frozen=True, slots=True)
+class EntrySeal:
+    """A trust entry's seal as the TBS's chain source sees it (its word, mempool included)."""
+    name: str
+    seal_spent: bool
+    spender: bytes | None = None         # txid, wire order; set exactly when spent
+
+    def __post_init__(self) -> None:
+        if type(self.seal_spent) is not bool or (self.spender is not None) != self.seal_spent:
+            raise ValueError("a spent seal names its spender, an unspent one none")
+        if self.spender is not None and (not isinstance(self.spender, bytes) or len(self.spender) != 32):
+            raise ValueError("a spender is a 32-byte txid")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seal_spent": self.seal_spent,
+                "spender": to_display_hex(self.spender) if self.spender is not None else None}
+
+
+@dataclass(frozen=True, slots=True)
+class InstructionRevocation:
+    """The revocation status a set carries: the TBS's answer for the PAT itself and the seals
+    of the trust entries (sorted by name)."""
+    pat: RevocationAnswer
+    entries: tuple[EntrySeal, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pat, RevocationAnswer):
+            raise ValueError("pat is the TBS's RevocationAnswer")
+        names = [entry.name for entry in self.entries]
+        if len(set(names)) != len(names):
+            raise ValueError("one seal status per entry name")
+        object.__setattr__(self, "entries", tuple(sorted(self.entries, key=lambda entry: entry.name)))
+
+    def entry(self, name: str) -> EntrySeal | None:
+        return next((entry for entry in self.entries if entry.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pat": self.pat.to_json(), "entries": {entry.name: entry.to_json() for entry in self.entries}}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "InstructionRevocation":
+        if not isinstance(doc, dict):
+            raise MalformedInstructions("revocation is not a JSON object")
+        exact_fields(doc, {"pat", "entries"}, MalformedInstructions, "revocation")
+        try:
+            pat = RevocationAnswer.from_json(doc["pat"])
+        except MalformedInput as exc:
+            raise MalformedInstructions(f"revocation pat: {exc}") from None
+        entries = doc["entries"]
+        if not isinstance(entries, dict) or len(entries) > MAX_TRUST_ENTRIES:
+            raise MalformedInstructions(f"revocation entries is an object of at most {MAX_TRUST_ENTRIES} names")
+        seals = []
+        for name, item in entries.items():
+            where = f"revocation entry {name[:64]!r}"
+            if not name or not isinstance(item, dict):
+                raise MalformedInstructions(f"{where} is not a named JSON object")
+            exact_fields(item, {"seal_spent", "spender"}, MalformedInstructions, where)
+            spender = item["spender"]
+            if spender is not None:
+                if not isinstance(spender, str) or len(spender) != 64 or spender != spender.lower():
+                    raise MalformedInstructions(f"{where}: spender is a 64-hex txid or null")
+                try:
+                    spender = from_display_hex(spender)
+                except ValueError:
+                    raise MalformedInstructions(f"{where}: spender is a 64-hex txid or null") from None
+            try:
+                seals.append(EntrySeal(name, item["seal_spent"], spender))
+            except ValueError as exc:
+                raise MalformedInstructions(f"{where}: {exc}") from None
+        return cls(pat, tuple(seals))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstructionSet:
     version: int
@@ -104,6 +187,7 @@ class InstructionSet:
     pat_locator: Locator | None = None
     pat_proof: AnchorProof | None = None
     issued: int = field(default_factory=lambda: int(time.time()))
+    revocation: InstructionRevocation | None = None
 
     def __post_init__(self) -> None:
         integer(self.version, ValueError, "instruction version", low=1, high=MAX_VERSION)
@@ -111,10 +195,13 @@ class InstructionSet:
             raise ValueError("pat_locator and pat_proof come together")
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "tbs": self.tbs, "issued": self.issued, "group": self.group,
-                "pat_locator": self.pat_locator.to_json() if self.pat_locator else None,
-                "pat_proof": self.pat_proof.encode().hex() if self.pat_proof else None,
-                "dta_urls": list(self.dta_urls), "trust": [entry.to_json() for entry in self.trust]}
+        doc = {"version": self.version, "tbs": self.tbs, "issued": self.issued, "group": self.group,
+               "pat_locator": self.pat_locator.to_json() if self.pat_locator else None,
+               "pat_proof": self.pat_proof.encode().hex() if self.pat_proof else None,
+               "dta_urls": list(self.dta_urls), "trust": [entry.to_json() for entry in self.trust]}
+        if self.revocation is not None:          # absent, not null: sets without it stay as they were
+            doc[_REVOCATION_FIELD] = self.revocation.to_json()
+        return doc
 
     def canonical_bytes(self) -> bytes:
         return rfc8785.dumps(self.to_json())
@@ -123,7 +210,7 @@ class InstructionSet:
     def from_json(cls, doc: Any) -> "InstructionSet":
         if not isinstance(doc, dict):
             raise MalformedInstructions("instruction body is not a JSON object")
-        exact_fields(doc, _BODY_FIELDS, MalformedInstructions, "instruction body")
+        exact_fields(doc, _BODY_FIELDS | ({_REVOCATION_FIELD} & set(doc)), MalformedInstructions, "instruction body")
         version = integer(doc["version"], MalformedInstructions, "instruction version", low=1, high=MAX_VERSION)
         issued = integer(doc["issued"], MalformedInstructions, "instruction issued time")
         for name in ("tbs", "group"):
@@ -144,8 +231,10 @@ class InstructionSet:
         except MalformedInput as exc:
             raise MalformedInstructions(f"the PAT's own anchor: {exc}") from None
         entries = tuple(InstructionTrust.from_json(item, f"trust entry {i}") for i, item in enumerate(trust))
+        revocation = (InstructionRevocation.from_json(doc[_REVOCATION_FIELD]) if _REVOCATION_FIELD in doc
+                      else None)
         return cls(version=version, tbs=doc["tbs"], group=doc["group"], dta_urls=tuple(urls), trust=entries,
-                   pat_locator=pat_locator, pat_proof=pat_proof, issued=issued)
+                   pat_locator=pat_locator, pat_proof=pat_proof, issued=issued, revocation=revocation)
 
 
 def _associated_data(version: int) -> bytes:

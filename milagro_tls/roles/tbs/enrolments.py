@@ -29,10 +29,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 
+from ...chain.errors import SourceError
 from ...chain.hashes import to_display_hex
 from ...chain.proof import AnchorProof
 from ...enrolment import (InstructionSet, InstructionTrust, MalformedEnrolment, check_poll_mac, open_enrolment,
                           seal_instructions)
+from ...enrolment.instructions import InstructionRevocation
 from ...errors import MalformedInput
 from ...identity.batch import PendingBatch, SigningResponse
 from ...identity.certificate import BirthCertificate
@@ -43,6 +45,7 @@ from ..dta.peer import locator_key
 from ..store import Store, insert_or_ignore
 from . import tables
 from .groups import TbsError, ensure_instructions
+from .revocations import RevocationLists, SealStatus, is_revoked
 from .tables import batches, enrolments, signatures
 
 _AT_REST_AD = b"milagro-tls tbs aes key v1"
@@ -94,8 +97,14 @@ class PendingBatches:
 class Enrolments:
     def __init__(self, store: Store, *, enrolment_key: coincurve.PrivateKey, at_rest: AtRestKey, batch_key: bytes,
                  network: str, tbs_key: IdentityKey, tbs_name: str, accept: Callable[[PendingBatch, SigningResponse], bool],
-                 pending: PendingBatches | None = None, clock: Callable[[], float] = time.time) -> None:
+                 pending: PendingBatches | None = None, clock: Callable[[], float] = time.time,
+                 revocations: RevocationLists | None = None, seals: SealStatus | None = None) -> None:
+        """With ``revocations`` and ``seals`` every instruction set carries its revocation
+        status (the PAT's own answer, the trust entries' seals; entries with a spent seal are
+        left out)."""
         self.store = store
+        self.revocations = revocations
+        self.seals = seals
         self.enrolment_key = enrolment_key
         self.at_rest = at_rest
         self.batch_key = batch_key
@@ -210,24 +219,46 @@ class Enrolments:
         return {"status": "accepted", "txid": to_display_hex(pending.txid)}
 
     # --- instructions -----------------------------------------------------------------------
-    def _seal_for(self, connection, row, aes_key: bytes) -> tuple[int, bytes]:
+    def _refuse_revoked(self, connection, row) -> None:
+        if is_revoked(connection, row.digest):
+            raise TbsError(403, "pat_revoked", "this PAT's certificate is revoked by its TBS: no more instructions")
+
+    def _snapshot(self, connection, row) -> tuple[int, dict, bytes]:
+        """In the caller's transaction: the group's newest set (pushed if it never was) and the
+        PAT's batch proof. Sealing (which may ask the chain source) runs after it commits."""
         version, body = ensure_instructions(connection, row.group_name)
         proof = connection.scalar(select(batches.c.proof).where(batches.c.id == row.batch_id))
+        return version, body, proof
+
+    def _seal(self, row, snapshot: tuple[int, dict, bytes], aes_key: bytes) -> bytes:
+        version, body, proof = snapshot
+        trust = tuple(InstructionTrust.from_json(entry) for entry in body["trust"])
+        revocation = None
+        if self.revocations is not None and self.seals is not None:
+            try:
+                kept, status = self.seals.entries(trust)
+            except SourceError as exc:
+                raise TbsError(503, "source_unavailable", "the TBS's chain source cannot say whether the trust "
+                                                          f"entries' seals are spent now: {type(exc).__name__}") from None
+            trust = tuple(kept)
+            revocation = InstructionRevocation(self.revocations.answer(row.digest), tuple(status))
         instructions = InstructionSet(
             version=version, tbs=self.tbs_name, group=body["group"], dta_urls=tuple(body["dta_urls"]),
-            trust=tuple(InstructionTrust.from_json(entry) for entry in body["trust"]),
-            pat_locator=Locator.from_json(json.loads(row.locator)), pat_proof=AnchorProof.decode(proof),
-            issued=int(self.clock()))
-        return version, seal_instructions(instructions, self.tbs_key, aes_key)
+            trust=trust, pat_locator=Locator.from_json(json.loads(row.locator)), pat_proof=AnchorProof.decode(proof),
+            issued=int(self.clock()), revocation=revocation)
+        return seal_instructions(instructions, self.tbs_key, aes_key)
 
     def instructions(self, enrolment_id: str, mac: str | None) -> bytes:
-        """The newest instruction set of the PAT's group, sealed to it, once it is anchored."""
+        """The newest instruction set of the PAT's group, sealed to it, once it is anchored
+        (403 pat_revoked once its certificate is revoked)."""
         with self.store.begin() as connection:
             row, aes_key = self._owned(connection, enrolment_id, mac)
             if row.state != ANCHORED:
                 raise TbsError(409, "not_anchored", f"this enrolment is {row.state}: no instructions before "
                                                     "it is anchored")
-            return self._seal_for(connection, row, aes_key)[1]
+            self._refuse_revoked(connection, row)
+            snapshot = self._snapshot(connection, row)
+        return self._seal(row, snapshot, aes_key)
 
     def pat_instructions(self, peer: Locator, since: Any) -> bytes | None:
         """For an anchored PAT (known by its verified locator): a set newer than ``since``, or
@@ -243,13 +274,14 @@ class Enrolments:
                                                               enrolments.c.state == ANCHORED)).first()
             if row is None:
                 raise TbsError(403, "unknown_pat", "no PAT anchored by this TBS has this locator")
+            self._refuse_revoked(connection, row)
             if row.installed_version is None or since > row.installed_version:
                 connection.execute(update(enrolments).where(enrolments.c.id == row.id)
                                    .values(installed_version=since, updated_at=self.clock()))
-            version, _ = ensure_instructions(connection, row.group_name)
-            if version <= since:
+            snapshot = self._snapshot(connection, row)
+            if snapshot[0] <= since:
                 return None
-            return self._seal_for(connection, row, self.at_rest.open(row.digest, row.aes_key))[1]
+        return self._seal(row, snapshot, self.at_rest.open(row.digest, row.aes_key))
 
 
 def certificate_of(row) -> BirthCertificate:

@@ -155,13 +155,15 @@ def push_in(connection: Connection, group: str) -> int:
 
 def push_instructions(store: Store, group: str) -> tuple[int, int]:
     """Publish the group as it stands as a new instruction version: (version, PATs of the group
-    that are anchored and will be offered it)."""
+    that are anchored, not revoked, and will be offered it: a revoked PAT is refused any set)."""
+    from .tables import revocations
     with store.begin() as connection:
         if not _exists(connection, group):
             raise TbsError(404, "unknown_group", f"no group {group!r}")
         version = push_in(connection, group)
         pats = connection.scalar(select(func.count()).select_from(enrolments).where(
-            enrolments.c.group_name == group, enrolments.c.state == "anchored"))
+            enrolments.c.group_name == group, enrolments.c.state == "anchored",
+            enrolments.c.digest.not_in(select(revocations.c.digest))))
     return version, pats
 
 

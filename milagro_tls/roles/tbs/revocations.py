@@ -201,3 +201,62 @@ class RevocationLists:
             return answer_for((), {digest} if revoked else (), digest, None)
         number, root, txid = newest
         return answer_for(self.leaves(number, root), {digest} if revoked else (), digest, (txid, number))
+
+
+# --- the trust entries' seals -------------------------------------------------------------------
+def seal_of(entry) -> tuple[bytes, int] | None:
+    """The seal outpoint of an instruction trust entry (enrolment.InstructionTrust): the output
+    of its anchor paying its identity key, as chain.verify finds it. None for a batch-anchored
+    entry (no seal: its own TBS revokes it) or an anchor without one (it would not verify)."""
+    from ...chain.sighash import p2wpkh_script
+    from ...chain.tx import parse_tx
+    from ...identity.locator import LocatorKind
+    if entry.locator.kind != LocatorKind.P2WPKH:
+        return None
+    script = p2wpkh_script(entry.certificate.pubkey)
+    tx = parse_tx(entry.proof.tx)
+    vout = next((i for i, out in enumerate(tx.vout) if out.script_pubkey.data == script), None)
+    return None if vout is None else (entry.locator.txid, vout)
+
+
+class SealStatus:
+    """Whether a trust entry's seal is spent: **the TBS's chain source's word**, as
+    chain.revocation.seal_spender asks it (mempool included), kept ``ttl`` seconds per seal so
+    a burst of instruction fetches asks once. SourceError propagates (the caller refuses)."""
+
+    def __init__(self, source, *, ttl: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.source, self.ttl, self.clock = source, ttl, clock
+        self._known: dict[tuple[bytes, int], tuple[float, bytes | None]] = {}
+        self._lock = threading.Lock()
+
+    def spender(self, seal: tuple[bytes, int]) -> bytes | None:
+        now = self.clock()
+        with self._lock:
+            known = self._known.get(seal)
+            if known is not None and now - known[0] < self.ttl:
+                return known[1]
+        spender = self.source.outspend_unverified(*seal)
+        with self._lock:
+            if len(self._known) > 4096:
+                self._known.clear()
+            self._known[seal] = (now, spender)
+        return spender
+
+    def entries(self, trust) -> tuple[list, list]:
+        """(the entries whose seal is unspent or that have none, an EntrySeal for every entry
+        with a seal)."""
+        from ...enrolment.instructions import EntrySeal
+        kept, status = [], []
+        for entry in trust:
+            seal = seal_of(entry)
+            if seal is None:
+                kept.append(entry)
+                continue
+            spender = self.spender(seal)
+            status.append(EntrySeal(entry.name, spender is not None, spender))
+            if spender is None:
+                kept.append(entry)
+            else:
+                log.info("trust entry %r left out of the instructions: its seal is spent by %s (the source's word)",
+                         entry.name, to_display_hex(spender))
+        return kept, status

@@ -35,7 +35,7 @@ from . import tables
 from .app import PortDispatcher, TbsApp, create_app
 from .batcher import Batcher, BatchJobs, BatchPolicy
 from .enrolments import AtRestKey, Enrolments, PendingBatches
-from .revocations import RevocationLists
+from .revocations import RevocationLists, SealStatus
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +144,10 @@ def _not_installed(environ, start_response):
     return [b'{"error": "not_found", "error_description": "the admin UI is not installed"}']
 
 
-def _chain_blueprint(source):
-    try:
-        from ...chain.tbs_endpoints import chain_blueprint
-    except ImportError:              # helper N's module not there yet
-        log.warning("chain/tbs_endpoints.py is missing: /chain/* is not served")
-        return None
-    return chain_blueprint(source)
+def _chain_blueprint(source, revocation_lists: RevocationLists):
+    """/chain/*: the tbs:// source, and GET /chain/revocation/<digest> answered from the store."""
+    from ...chain.tbs_endpoints import chain_blueprint
+    return chain_blueprint(source, revocations=revocation_lists.answer)
 
 
 def worker_app(**kwargs):
@@ -179,10 +176,10 @@ def worker_app(**kwargs):
     enrolments = Enrolments(store, enrolment_key=enrolment_key(home.path),
                             at_rest=AtRestKey(home.secret("tbs-at-rest")), batch_key=assembler.batch_key.xonly,
                             network=source.network.label, tbs_key=party.key, tbs_name=party.certificate.name,
-                            accept=assembler.accept, pending=pending)
+                            accept=assembler.accept, pending=pending, revocations=revocation_lists,
+                            seals=SealStatus(source))
     blueprints = [wellknown_blueprint(party, canary=canary, log=activity)]
-    if (chain := _chain_blueprint(source)) is not None:
-        blueprints.append(chain)
+    blueprints.append(_chain_blueprint(source, revocation_lists))
     main = create_app(TbsApp(enrolments, blueprints=tuple(blueprints)))
     context = TbsContext(settings, home, party, store, source, enrolments)
     admin_app = _not_installed
