@@ -9,6 +9,9 @@
 will do). enrol prints progress on stderr and one JSON object on stdout once the first
 instructions are installed; update prints {"updated": bool, "version"}; connect prints the
 response body and exits 0 for a 2xx answer, 1 otherwise.
+
+A PAT its TBS has revoked (flow.PatRevoked: the TBS's word, checked as flow.py says) prints
+{"revoked": true, "name", "certificate_digest", "tbs"} on stdout and exits 3, whichever command.
 """
 from __future__ import annotations
 
@@ -46,6 +49,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     connect.add_argument("--name", default=None, help="the peer's pinned name (default: the URL's host)")
     connect.add_argument("--min-confirmations", type=int, default=6)
     connect.set_defaults(func=_connect)
+    for command in (enrol, update, connect):
+        command.set_defaults(func=_reporting_revoked(command.get_default("func")))
+
+
+#: Exit status of a PAT its TBS has revoked.
+EXIT_REVOKED = 3
+
+
+def _reporting_revoked(run):
+    def wrapped(args) -> int:
+        from .flow import PatRevoked
+        try:
+            return run(args)
+        except PatRevoked as revoked:
+            print(json.dumps(revoked.to_json()), flush=True)
+            print(str(revoked), file=sys.stderr)
+            return EXIT_REVOKED
+    return wrapped
 
 
 def _locator_arg(text: str | None):

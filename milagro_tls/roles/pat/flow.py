@@ -19,6 +19,15 @@ enrol, in order (each step is recorded in the home, so an interrupted enrol resu
 update: the same step 7 over milagro-tls with the PAT's batch-anchored identity (GET
 /pat/instructions?since=V). connect: one HTTPS request over milagro-tls to a peer the trust
 store pins, with the PAT's identity.
+
+Revocation (issue 18): a set carries the TBS's answer for the PAT's own certificate digest.
+"Revoked" is the TBS's word and ends the PAT (PatRevoked; the CLI prints {"revoked": true, ...}
+and exits 3); "not revoked" is a non-membership proof that must hold against the newest link of
+the TBS's 0x04 revocation-list chain, which the PAT walks through its tbs:// source
+(chain.revocation_list; a proof against an older list is re-asked once, then refused). Trust
+entries whose seal the TBS's source says is spent are not installed. A TBS refusing the PAT
+``pat_revoked`` is asked for the PAT's status (GET /chain/revocation/<digest>) before the PAT
+reports itself revoked.
 """
 from __future__ import annotations
 
@@ -30,10 +39,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ...chain.errors import VerificationError
+from ...chain.errors import SourceError, VerificationError
 from ...chain.hashes import from_display_hex, to_display_hex
 from ...chain.network import Network
 from ...chain.proof import fetch_anchor_proof
+from ...chain.revocation_list import RevocationAnswer, RevocationListStale, TbsRevocations, check_not_revoked_in_list
 from ...chain.tbs_source import TbsSource, checkpoint_from_source
 from ...chain.verify import resolve_anchor, verify_anchor
 from ...context import Context
@@ -92,6 +102,18 @@ class PatRefused(PatError):
 
 class PatTimeout(PatError):
     """A step did not finish within the time given."""
+
+
+class PatRevoked(PatError):
+    """The PAT's TBS says its certificate is revoked (the TBS's word: it can only deny its own
+    PATs). The PAT gets no more instructions."""
+
+    def __init__(self, name: str, digest: bytes, tbs: str) -> None:
+        self.name, self.digest, self.tbs = name, digest, tbs
+        super().__init__(f"PAT {name!r} (certificate {digest.hex()}) is revoked by its TBS {tbs!r}")
+
+    def to_json(self) -> dict:
+        return {"revoked": True, "name": self.name, "certificate_digest": self.digest.hex(), "tbs": self.tbs}
 
 
 @dataclass(frozen=True)
@@ -215,10 +237,62 @@ def _tbs_entry(state: PatState, certificate: BirthCertificate) -> TrustEntry:
     return TrustEntry(certificate.name, state.locator, frozenset({TBS_ROLE}), TrustOrigin.PINNED)
 
 
+# --- revocation ------------------------------------------------------------------------------
+
+def check_own_revocation(session: _Session, tbs_certificate: BirthCertificate, pat: BatchPat,
+                         answer: RevocationAnswer | None = None, *,
+                         min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> RevocationAnswer:
+    """The TBS's answer for this PAT (``answer``, or asked now), checked: PatRevoked when the
+    TBS says revoked; otherwise its proof must hold against the newest link of the TBS's 0x04
+    chain as our tbs:// source shows it (a stale answer is asked again once). Returns the
+    answer that held; PatError when none does."""
+    digest = pat.certificate.digest()
+    try:
+        identity, proof = resolve_anchor(session.state.locator, tbs_certificate, session.source, session.headers,
+                                         min_confirmations=min_confirmations)
+        checker = TbsRevocations(identity, proof.tx, session.source, session.source, session.headers)
+        for attempt in (1, 2):
+            if answer is None:
+                answer = session.source.revocation_status(digest)
+            if answer.revoked:
+                raise PatRevoked(pat.certificate.name, digest, tbs_certificate.name)
+            try:
+                check_not_revoked_in_list(digest, answer.proof, answer.root, checker.view())
+                return answer
+            except RevocationListStale:
+                if attempt == 2:
+                    raise
+                answer = None           # a list anchored since: ask the TBS again
+    except PatRevoked:
+        log.warning("this PAT (%s) is revoked by its TBS %s", pat.certificate.name, tbs_certificate.name)
+        raise
+    except (VerificationError, SourceError) as exc:
+        raise PatError(f"the TBS's word that this PAT is not revoked does not hold against its revocation-list "
+                       f"chain: {type(exc).__name__}: {exc}") from None
+    raise AssertionError("unreachable")
+
+
+def _refused(what: str, response: httpx.Response, session: _Session, tbs_certificate: BirthCertificate,
+             pat: BatchPat) -> PatError:
+    """The error for a refused request: PatRevoked when the TBS refused ``pat_revoked`` and
+    says so again for our digest, else PatRefused."""
+    refused = PatRefused(what, response)
+    if refused.status == 403 and refused.error == "pat_revoked":
+        try:
+            answer = session.source.revocation_status(pat.certificate.digest())
+        except SourceError as exc:
+            return PatError(f"{refused}; and the TBS's revocation status cannot be read: {exc}")
+        if answer.revoked:
+            return PatRevoked(pat.certificate.name, pat.certificate.digest(), tbs_certificate.name)
+    return refused
+
+
 # --- instructions ----------------------------------------------------------------------------
 
-def _install(session: _Session, tbs_certificate: BirthCertificate, pat: BatchPat, blob: bytes) -> InstructionSet:
-    """Open, verify against our headers alone, and install a sealed instruction set."""
+def _install(session: _Session, tbs_certificate: BirthCertificate, pat: BatchPat, blob: bytes, *,
+             min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> InstructionSet:
+    """Open, verify against our headers alone, check our own revocation status, and install a
+    sealed instruction set."""
     home, state = session.home, session.state
     instructions = open_instructions(home.aes_key(), blob, tbs_certificate.pubkey,
                                      installed_version=state.installed_version, tbs_name=tbs_certificate.name)
@@ -227,6 +301,13 @@ def _install(session: _Session, tbs_certificate: BirthCertificate, pat: BatchPat
     if pat.locator is not None and instructions.pat_locator is not None and \
             instructions.pat_locator.encode() != pat.locator.encode():
         raise InstructionEntryInvalid("the instruction set names another locator for this PAT than its own")
+    if instructions.revocation is not None:
+        check_own_revocation(session, tbs_certificate, pat, instructions.revocation.pat,
+                             min_confirmations=min_confirmations)
+        spent = {seal.name for seal in instructions.revocation.entries if seal.seal_spent}
+        entries = [entry for entry in entries if entry.name not in spent]
+    else:
+        log.info("instruction set %d carries no revocation status (a TBS older than issue 18)", instructions.version)
     store = TrustStore([_tbs_entry(state, tbs_certificate)])
     for entry in entries:
         store.add(entry)
@@ -311,8 +392,8 @@ def enrol(home, tbs: str | None = None, tbs_locator: Locator | dict | None = Non
         if state.installed_version == 0:
             response = _send(http, "GET", f"{base}/instructions", params={"mac": mac}, extensions=sni)
             if response.status_code != 200:
-                raise PatRefused("instructions", response)
-            _install(session, tbs_certificate, pat, response.content)
+                raise _refused("instructions", response, session, tbs_certificate, pat)
+            _install(session, tbs_certificate, pat, response.content, min_confirmations=min_confirmations)
         say(f"instructions version {state.installed_version} installed")
         return _result(home, state, pat)
     except httpx.HTTPError as exc:
@@ -432,8 +513,8 @@ def update(home, *, min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> Instr
         if response.status_code == 204:
             return None
         if response.status_code != 200:
-            raise PatRefused("instructions update", response)
-        return _install(session, tbs_certificate, pat, response.content)
+            raise _refused("instructions update", response, session, tbs_certificate, pat)
+        return _install(session, tbs_certificate, pat, response.content, min_confirmations=min_confirmations)
     except httpx.HTTPError as exc:
         raise PatError(f"the TBS at {state.tbs}: {type(exc).__name__}: {exc}") from None
     finally:
