@@ -1,11 +1,32 @@
 """Refusals as JSON, the same for every role's API: ``{"error", "error_description"}`` with a 4xx
-(or a 500 whose detail stays in the log: never a traceback to the peer)."""
+(or a 500 whose detail stays in the log: never a traceback to the peer).
+
+``BoundedJSONProvider``: request bodies nested too deeply for ``json.loads`` (RecursionError,
+which ``request.get_json(silent=True)`` does not catch: only ValueError) are malformed JSON like
+any other, so a deep body is the endpoint's 400, not a 500."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body too deeply nested to parse refused as not JSON (ValueError)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+def bounded_json(app: Flask) -> None:
+    """Install BoundedJSONProvider on ``app`` (every role's API)."""
+    app.json = BoundedJSONProvider(app)
 
 
 def json_error(status: int, error: str, description: str):
@@ -15,7 +36,9 @@ def json_error(status: int, error: str, description: str):
 
 
 def install_json_errors(app: Flask, role_error: type[Exception], log: logging.Logger) -> None:
-    """``role_error`` (with .status, .error, .description), HTTP errors and anything unforeseen."""
+    """``role_error`` (with .status, .error, .description), HTTP errors and anything unforeseen;
+    and request bodies too deeply nested to parse are malformed JSON (bounded_json)."""
+    bounded_json(app)
 
     @app.errorhandler(role_error)
     def refused(error):

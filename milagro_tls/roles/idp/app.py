@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from ..jsonerrors import bounded_json
 from .config import IdPConfig
 from .server import build_server
 from .views import bp
@@ -56,6 +57,7 @@ def _redact_token_logs() -> None:
 def create_app(config: IdPConfig) -> Flask:
     _redact_token_logs()
     app = Flask(__name__)
+    bounded_json(app)
     app.secret_key = config.secret_key
     secure = config.issuer.startswith("https://")
     app.config.update(

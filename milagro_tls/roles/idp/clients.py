@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from authlib.oauth2.rfc6749 import OAuth2Error, scope_to_list
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error, scope_to_list
 from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
 from authlib.oidc.registration import ClientMetadataClaims as OIDCClientMetadataClaims
@@ -136,7 +136,11 @@ class RegistrationEndpoint(ClientRegistrationEndpoint):
         return True
 
     def extract_client_metadata(self, request):
-        data = request.payload.data or {}
+        data = request.payload.data
+        if not isinstance(data, dict) or not data:
+            # Authlib answers an empty body with a bare invalid_request, and a JSON array or
+            # scalar raised AttributeError (a 500).
+            raise InvalidRequestError("the registration request is a JSON object of client metadata (RFC 7591)")
         if data.get("id_token_signed_response_alg") == "none":
             raise InvalidClientMetadataError("id_token_signed_response_alg 'none' is not accepted: "
                                              "ID tokens are always signed")

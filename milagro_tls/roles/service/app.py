@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from ...mpin import ExpiredPermit, MpinError, MpinServer, Pass1, Pass2
 from ...mpin.errors import AuthenticationFailed
+from ..jsonerrors import bounded_json
 from . import sessions
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def _json_body() -> dict:
 
 def create_app(config: ServiceConfig) -> Flask:
     app = Flask(__name__)
+    bounded_json(app)
 
     @app.post("/mpin/pass1")
     def pass1():
