@@ -136,3 +136,24 @@ def enrol_and_sign(pats: list[PatClient], *, timeout: float = 60) -> bytes:
         txids.add(request.txid)
     assert len(txids) == 1, "the PATs were put in one batch"
     return txids.pop()
+
+
+def wait_anchored_list(tbs, number: int, timeout: float = 60):
+    """The tbs_revocation_lists row of list ``number`` once the TBS's worker has anchored
+    (sent) it, read from the TBS's store."""
+    from sqlalchemy import select
+
+    from milagro_tls.roles.tbs.tables import revocation_lists
+    store = tbs.store()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with store.read() as connection:
+                row = connection.execute(select(revocation_lists)
+                                         .where(revocation_lists.c.number == number)).first()
+            if row is not None and row.state == "anchored":
+                return row
+            assert time.monotonic() < deadline, f"revocation list {number} not anchored: {row}"
+            time.sleep(0.2)
+    finally:
+        store.close()

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import pytest
-from sqlalchemy import select
 
 from milagro_tls.adapters.errors import MilagroSSLError
 from milagro_tls.chain.hashes import to_display_hex
@@ -26,12 +24,11 @@ from milagro_tls.enrolment import open_instructions
 from milagro_tls.identity.local import LocalIdentity
 from milagro_tls.identity.locator import Locator
 from milagro_tls.merkle import EMPTY_ROOT
-from milagro_tls.roles.tbs.tables import revocation_lists
 from milagro_tls.trust import TrustEntry, TrustStore
 
 from helpers.contexts import echo_server
 
-from .patclient import PatClient, enrol_and_sign
+from .patclient import PatClient, enrol_and_sign, wait_anchored_list
 
 CERTIFICATE_REVOKED = 44
 SERVER = "echo.example"
@@ -60,23 +57,6 @@ def answer_of(pat: PatClient, digest: bytes) -> dict:
     response = pat.get(f"/chain/revocation/{digest.hex()}")
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def wait_anchored_list(tbs, number: int, timeout: float = 60):
-    """The row of list ``number`` once the TBS's worker has anchored (sent) it."""
-    store = tbs.store()
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            with store.read() as connection:
-                row = connection.execute(select(revocation_lists)
-                                         .where(revocation_lists.c.number == number)).first()
-            if row is not None and row.state == "anchored":
-                return row
-            assert time.monotonic() < deadline, f"revocation list {number} not anchored: {row}"
-            time.sleep(0.2)
-    finally:
-        store.close()
 
 
 def connect(world, pat: PatClient, port: int) -> bytes:
