@@ -2,7 +2,8 @@
 
     GET /.well-known/milagro/birth-certificate   the canonical certificate bytes (application/json)
     GET /.well-known/milagro/metadata            {"certificate_sha256", "pubkey", "locator",
-                                                  "live_signature", "signed_at", "canary", "activity_log"}
+                                                  "live_signature", "signed_at", "canary", "activity_log",
+                                                  "revocation"}
     GET /.well-known/milagro/activity-log/inclusion?leaf=HEX
                                                  the activity log's inclusion document (200),
                                                  404 unknown leaf, 409 period not anchored yet
@@ -11,11 +12,26 @@
 TaggedHash("milagro/live-certificate", SHA256(certificate) ‖ u64be(signed_at)): the server
 holds the anchored key now. ``check_role`` compares the live copy with the anchored one and
 names every difference; canary problems are warnings.
+
+``revocation`` is the status of the role's seal (the anchor output paying its identity key, as
+chain.verify derives ``PeerIdentity.seal``; spending it revokes the identity):
+
+    {"seal": {"txid": display hex, "vout": int} | null,    null: no seal (not single-anchored)
+     "spent": bool | null,                                 null: the role's source did not answer
+     "spender": display hex | null, "checked_height": int | null}
+
+It is the role's chain source's word (chain.revocation: mempool included, not SPV), asked at
+most every REVOCATION_CACHE_SECONDS; the whole field is null for a role given no source. A role
+cannot be trusted to report its own revocation (a thief of its key would say "unspent"):
+check_role asks the client's own source too when it has one, and names a spent seal as a
+difference either way.
 """
 from __future__ import annotations
 
 import json
+import logging
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,8 +39,15 @@ from typing import Callable
 import httpx
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import MilagroError
+from ..chain.errors import ChainError
+from ..chain.hashes import to_display_hex
+from ..chain.revocation import seal_spender
+from ..chain.sighash import p2wpkh_script
+from ..chain.source import ChainSource
+from ..chain.tx import parse_tx
+from ..errors import MalformedInput, MilagroError
 from ..identity.keys import IdentityKey, StatementType
+from ..identity.locator import LocatorKind
 from ..identity.party import Party
 from .activitylog import ActivityLog, LeafNotAnchored, LeafNotFound, period_of, verify_log_inclusion
 from .canary import CanaryKeeper, check_canary
@@ -34,14 +57,79 @@ METADATA_PATH = "/.well-known/milagro/metadata"
 INCLUSION_PATH = "/.well-known/milagro/activity-log/inclusion"
 #: A live signature older than this (or from the future by as much) earns a warning.
 MAX_SIGNATURE_AGE = 300
+#: How long the metadata reuses its seal's status before asking the source again.
+REVOCATION_CACHE_SECONDS = 10
+
+log = logging.getLogger(__name__)
 
 
 def live_signature_payload(digest: bytes, signed_at: int) -> bytes:
     return digest + struct.pack(">Q", signed_at)
 
 
-def metadata_document(party: Party, *, canary: dict | None, period_seconds: int | None, now: float) -> dict:
-    """The metadata document (signed now)."""
+# --- revocation status ---------------------------------------------------------------------
+def party_seal(party: Party) -> tuple[bytes, int] | None:
+    """The seal of a single-anchored party: (anchor txid, the output paying its identity key),
+    as chain.verify derives PeerIdentity.seal. None before the anchor is confirmed, for a
+    batch-anchored identity, or for an anchor with no such output."""
+    if party.locator is None or party.locator.kind != LocatorKind.P2WPKH:
+        return None
+    try:
+        tx = parse_tx(party.anchor_tx)
+    except MalformedInput:
+        return None
+    script = p2wpkh_script(party.certificate.pubkey)
+    vout = next((i for i, out in enumerate(tx.vout) if out.script_pubkey.data == script), None)
+    return None if vout is None else (party.anchor_txid, vout)
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """What chain.revocation.seal_spender reads of a PeerIdentity: its name and seal."""
+    name: str
+    seal: tuple[bytes, int]
+
+
+class RevocationStatus:
+    """The metadata's ``revocation`` field: the party's seal and whether the role's chain source
+    says it is spent, cached for ``ttl`` seconds (a failed ask too: a source that is down is not
+    asked on every request)."""
+
+    def __init__(self, source: ChainSource | Callable[[], ChainSource], *, ttl: float = REVOCATION_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._source = source if callable(source) and not isinstance(source, ChainSource) else (lambda: source)
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[tuple, float, dict] | None = None
+
+    def current(self, party: Party) -> dict:
+        seal = party_seal(party)
+        if seal is None:
+            return {"seal": None, "spent": None, "spender": None, "checked_height": None}
+        now = self.clock()
+        with self._lock:
+            if self._cached is not None and self._cached[0] == seal and 0 <= now - self._cached[1] < self.ttl:
+                return dict(self._cached[2])
+            doc = {"seal": {"txid": to_display_hex(seal[0]), "vout": seal[1]}, "spent": None, "spender": None,
+                   "checked_height": None}
+            try:
+                source = self._source()
+                height = source.tip().height
+                spender = seal_spender(_Sealed(party.name, seal), source)
+            except (ChainError, OSError) as error:
+                log.warning("revocation status of %s not known: %s: %s", party.name, type(error).__name__, error)
+            else:
+                doc.update(spent=spender is not None, spender=to_display_hex(spender) if spender else None,
+                           checked_height=height)
+            self._cached = (seal, now, doc)
+            return dict(doc)
+
+
+def metadata_document(party: Party, *, canary: dict | None, period_seconds: int | None, now: float,
+                      revocation: dict | None = None) -> dict:
+    """The metadata document (signed now). ``revocation``: RevocationStatus.current's answer
+    (None: the role checks no seal status)."""
     if party.locator is None:
         raise MilagroError(f"identity {party.name} is not confirmed: nothing to serve yet")
     digest = party.certificate.digest()
@@ -51,7 +139,7 @@ def metadata_document(party: Party, *, canary: dict | None, period_seconds: int 
             "pubkey": party.key.public_key.hex(), "locator": party.locator.to_json(),
             "live_signature": signature.hex(), "signed_at": signed_at, "canary": canary,
             "activity_log": None if period_seconds is None else
-            {"period_seconds": period_seconds, "inclusion_uri": INCLUSION_PATH}}
+            {"period_seconds": period_seconds, "inclusion_uri": INCLUSION_PATH}, "revocation": revocation}
 
 
 def _error(status: int, error: str, description: str, **extra) -> tuple[Response, int]:
@@ -60,9 +148,13 @@ def _error(status: int, error: str, description: str, **extra) -> tuple[Response
 
 def wellknown_blueprint(party: Party | Callable[[], Party], *, canary: CanaryKeeper | None = None,
                         log: ActivityLog | None = None, clock: Callable[[], float] = time.time,
-                        name: str = "milagro_wellknown") -> Blueprint:
-    """A Flask blueprint with the routes above (register it without a url_prefix)."""
+                        name: str = "milagro_wellknown",
+                        source: ChainSource | Callable[[], ChainSource] | None = None) -> Blueprint:
+    """A Flask blueprint with the routes above (register it without a url_prefix). With
+    ``source`` (the role's chain source, or a callable giving it) the metadata carries the
+    seal's revocation status."""
     get_party = party if callable(party) else (lambda: party)
+    status = RevocationStatus(source, clock=clock) if source is not None else None
     blueprint = Blueprint(name, __name__)
 
     @blueprint.get(BIRTH_CERTIFICATE_PATH)
@@ -73,8 +165,9 @@ def wellknown_blueprint(party: Party | Callable[[], Party], *, canary: CanaryKee
     def metadata():
         now = clock()
         current = canary.current(now).to_json() if canary is not None else None
-        doc = metadata_document(get_party(), canary=current, period_seconds=log.period_seconds if log else None,
-                                now=now)
+        party_now = get_party()
+        doc = metadata_document(party_now, canary=current, period_seconds=log.period_seconds if log else None,
+                                now=now, revocation=status.current(party_now) if status is not None else None)
         response = jsonify(doc)
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -180,6 +273,7 @@ def check_role(base_url: str, identity, birth_tx: bytes, http: httpx.Client, sou
         if meta.get(key) != value:
             check.differences.append(f"metadata {key}: live {meta.get(key)!r}, anchored {value!r}")
     _check_live_signature(meta, certificate.pubkey, digest, now, check)
+    _check_revocation(meta, identity, source, check)
 
     warnings, leaf = check_canary(meta.get("canary"), certificate.pubkey, certificate.name, now)
     check.warnings.extend(warnings)
@@ -206,6 +300,29 @@ def _check_live_signature(meta: dict, pubkey: bytes, digest: bytes, now: float, 
         age = int(now - signed_at)
         when = f"is {age} s old" if age > 0 else f"is dated {-age} s ahead"
         check.warnings.append(f"the live signature {when} (replayed, or a clock is wrong)")
+
+
+def _check_revocation(meta: dict, identity, source, check: RoleCheck) -> None:
+    """A spent seal is a difference naming "revoked": by the client's own source when it has
+    one (a role cannot be trusted to report its own revocation), or by the role's metadata."""
+    seal = getattr(identity, "seal", None)
+    if seal is None:
+        return                                  # batch-anchored: revoked by its TBS's list
+    spender, whose = None, None
+    if source is not None:
+        try:
+            found = seal_spender(identity, source)
+        except (ChainError, OSError) as error:
+            check.warnings.append(f"the seal's revocation status was not checked ({type(error).__name__}: {error})")
+        else:
+            if found is not None:
+                spender, whose = to_display_hex(found), "the chain source's word"
+    said = meta.get("revocation")
+    if spender is None and isinstance(said, dict) and said.get("spent") is True:
+        spender, whose = str(said.get("spender")), "the role's own metadata"
+    if spender is not None:
+        check.differences.append(f"revoked: the seal {to_display_hex(seal[0])}:{seal[1]} is spent by {spender} "
+                                 f"({whose}, not SPV)")
 
 
 def _check_canary_logged(http, base, meta, leaf, identity, birth_tx, source, headers, now, check) -> None:

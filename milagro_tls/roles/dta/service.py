@@ -94,7 +94,7 @@ def worker_app(**kwargs):
     issuer = Issuer(store, logins, MasterSecret.load(master_secret_path(settings.home)), party.key,
                     party.certificate.name, party.locator, log_)
     app = create_app(Dta(logins, issuer, home.secret("dta-session"), settings.base_url,
-                         blueprints=(wellknown_blueprint(party, canary=canary, log=log_),)))
+                         blueprints=(wellknown_blueprint(party, canary=canary, log=log_, source=source),)))
 
     def shutdown() -> None:
         jobs.stop()

@@ -89,7 +89,7 @@ def worker_app(**kwargs):
     config = IdPConfig(issuer=settings.issuer, store=store, keys=keys, secret_key=home.secret("idp-session"),
                        registration_token=settings.registration_token, milagro=milagro_metadata(settings.issuer, party),
                        record_authentication=record_authentication,
-                       blueprints=(wellknown_blueprint(party, canary=canary, log=log_),),
+                       blueprints=(wellknown_blueprint(party, canary=canary, log=log_, source=source),),
                        token_lifetime=settings.token_lifetime)
     app = create_app(config)
 

@@ -7,6 +7,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
+from ...chain.spec import open_source
 from ...mpin import MpinServer, combine_g2
 from ..dta.client import DtaClient, DtaError
 from ..home import RoleHome
@@ -96,11 +97,20 @@ def worker_app(**kwargs):
     store = home.open_store(settings.db)
     sessions.migrate(store)
     secret, dtas = read_server_secret(server_secret_path(settings.home))
+    source = open_source(settings.chain)            # the seal's revocation status (metadata)
 
     def authenticated(issuer: str, sub: str) -> None:
         log.info("M-Pin authentication of %r at %r", sub, issuer)
 
     app = create_app(ServiceConfig(store=store, server=MpinServer(secret), dtas=dtas,
-                                   blueprints=(wellknown_blueprint(party),), on_authenticated=authenticated))
-    app.milagro_shutdown = store.close
+                                   blueprints=(wellknown_blueprint(party, source=source),),
+                                   on_authenticated=authenticated))
+
+    def shutdown() -> None:
+        store.close()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+    app.milagro_shutdown = shutdown
     return app
