@@ -10,6 +10,9 @@ Modules:
                     signatures, status, sealed instructions, listing for the admin
     batcher.py      the batch worker: claim queued enrolments, open (fund) a batch, collect
                     signatures, finish (broadcast), settle once confirmed, requeue empty slots
+    revocations.py  revoking batch PATs (issue 18): the revoked digests, their lists anchored
+                    on the 0x04 chain from the batch thread, the answer served at
+                    /chain/revocation/<digest>, the trust entries' seal status in instructions
     app.py          the Flask app on the main port (milagro-tls; anonymous PATs may enrol)
     service.py      ``prepare`` (gunicorn's master: identity, keys, schema) and ``worker_app``
     cli.py          ``milagro tbs serve`` and ``milagro tbs admin ...``
