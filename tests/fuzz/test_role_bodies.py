@@ -335,6 +335,22 @@ def test_idp_registration_of_a_non_object_is_a_described_400(idp):
     assert count(idp.store, idp.tables.clients) == 0
 
 
+@pytest.mark.parametrize("field, value", [("redirect_uris", [None]), ("redirect_uris", True), ("client_name", None),
+                                          ("client_name", ["x"]), ("scope", 5), ("response_types", [5]),
+                                          ("logo_uri", 5), ("jwks", 5), ("jwks", {"keys": 5}), ("client_name#ja", 5),
+                                          ("default_max_age", True)])
+def test_idp_registration_of_wrongly_typed_metadata_is_invalid_client_metadata(idp, field, value):
+    # Findings: Authlib's claims raised TypeError / AttributeError (a 500) on a null redirect URI,
+    # a boolean list, a number for a URI or scope, a non-list jwks "keys"; and a list was kept
+    # as the client's name.
+    metadata = {**REGISTRATION_VALID[0], field: value}
+    headers = {"Authorization": f"Bearer {idp.token}"} if idp.token else {}
+    response = idp.app.test_client().post("/register", json=metadata, headers=headers)
+    assert response.status_code == 400, response.get_data(as_text=True)[:200]
+    assert response.get_json()["error"] == "invalid_client_metadata" and response.get_json()["error_description"]
+    assert count(idp.store, idp.tables.clients) == 0
+
+
 # --- the embedded chain's Esplora REST routes ---------------------------------------------------
 @pytest.fixture(scope="module")
 def esplora(tmp_path_factory):

@@ -111,6 +111,36 @@ class InvalidRegistrationToken(OAuth2Error):
         return super().get_headers() + [("WWW-Authenticate", f'Bearer error="{self.error}"')]
 
 
+#: The JSON type of every metadata field RFC 7591 section 2 and OIDC Registration section 2
+#: define, checked before Authlib's claims (which raised TypeError or AttributeError, a 500, on
+#: a number where a string belongs or a string where a list does, and kept a list as a name).
+_STRING_FIELDS = frozenset((
+    "client_name", "client_uri", "logo_uri", "scope", "tos_uri", "policy_uri", "jwks_uri", "software_id",
+    "software_version", "software_statement", "token_endpoint_auth_method", "token_endpoint_auth_signing_alg",
+    "id_token_signed_response_alg", "id_token_encrypted_response_alg", "id_token_encrypted_response_enc",
+    "userinfo_signed_response_alg", "userinfo_encrypted_response_alg", "userinfo_encrypted_response_enc",
+    "request_object_signing_alg", "request_object_encryption_alg", "request_object_encryption_enc",
+    "subject_type", "sector_identifier_uri", "application_type", "initiate_login_uri"))
+_STRING_LIST_FIELDS = frozenset(("redirect_uris", "grant_types", "response_types", "contacts", "request_uris",
+                                 "default_acr_values", "post_logout_redirect_uris"))
+
+
+def check_metadata_types(data: dict) -> None:
+    """InvalidClientMetadataError naming the first field whose JSON type is wrong."""
+    for key, value in data.items():
+        name = key.partition("#")[0] if isinstance(key, str) else key     # client_name#ja-Jpan-JP
+        if name in _STRING_FIELDS and not isinstance(value, str):
+            raise InvalidClientMetadataError(f"{key} must be a string")
+        if name in _STRING_LIST_FIELDS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise InvalidClientMetadataError(f"{key} must be a list of strings")
+        if name == "jwks" and not isinstance(value, dict):
+            raise InvalidClientMetadataError("jwks must be a JSON Web Key Set object")
+        if name == "default_max_age" and (type(value) is not int or value < 0):
+            raise InvalidClientMetadataError("default_max_age must be a non-negative integer")
+        if name == "require_auth_time" and not isinstance(value, bool):
+            raise InvalidClientMetadataError("require_auth_time must be a boolean")
+
+
 class RegistrationEndpoint(ClientRegistrationEndpoint):
     """Authlib's endpoint with our store, the initial access token, and `none` refused as the
     ID token algorithm (OIDC Registration 2 allows it only without ID tokens from the
@@ -141,10 +171,16 @@ class RegistrationEndpoint(ClientRegistrationEndpoint):
             # Authlib answers an empty body with a bare invalid_request, and a JSON array or
             # scalar raised AttributeError (a 500).
             raise InvalidRequestError("the registration request is a JSON object of client metadata (RFC 7591)")
+        check_metadata_types(data)
         if data.get("id_token_signed_response_alg") == "none":
             raise InvalidClientMetadataError("id_token_signed_response_alg 'none' is not accepted: "
                                              "ID tokens are always signed")
-        metadata = super().extract_client_metadata(request)
+        try:
+            metadata = super().extract_client_metadata(request)
+        except (TypeError, AttributeError, ValueError) as error:
+            # What the type checks above do not reach (inside a jwks, say) is still the
+            # client's malformed metadata, not a server error.
+            raise InvalidClientMetadataError(f"malformed client metadata ({type(error).__name__})") from None
         grant_types = metadata.get("grant_types") or ["authorization_code"]
         if "authorization_code" in grant_types and not metadata.get("redirect_uris"):
             raise InvalidClientMetadataError("redirect_uris is required for the authorization_code grant")
