@@ -2,6 +2,12 @@
 that keep the session, non-blocking mode with SSLWantReadError/SSLWantWriteError.
 
 It only moves bytes between the kernel socket and a MilagroSSLObject's memory BIOs.
+
+It never takes a whole TLS record from the kernel that nobody asked for: each read stops at the
+end of the record being read plus the next record's 5-byte header (``_RecordFraming``), as
+OpenSSL does without read-ahead. A poll()-driven server (gunicorn's keep-alive poller) waits
+on the fd for the next request; a request sitting complete in our buffers would never make the
+fd readable, and the connection would time out under a client that already sent it.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import time
 from .sslobject import MilagroSSLObject
 
 _RECV_SIZE = 262144
+#: What a failed connection drains from the kernel before it closes (see _discard_unread).
+_DISCARD_LIMIT = 262144
 _thread_buffers = threading.local()
 
 
@@ -24,6 +32,36 @@ def _receive_buffer() -> memoryview:
     if view is None:
         view = _thread_buffers.view = memoryview(bytearray(_RECV_SIZE))
     return view
+
+
+class _RecordFraming:
+    """How many bytes the kernel may give us: the rest of the current record's body and the next
+    record's header, never more (see the module docstring)."""
+
+    __slots__ = ("body_left", "header")
+    HEADER = 5
+
+    def __init__(self) -> None:
+        self.body_left = 0
+        self.header = bytearray()
+
+    def wanted(self) -> int:
+        return min(self.body_left + self.HEADER - len(self.header), _RECV_SIZE)
+
+    def consumed(self, data) -> None:
+        at, size = 0, len(data)
+        while at < size:
+            if self.body_left:
+                taken = min(self.body_left, size - at)
+                self.body_left -= taken
+                at += taken
+                continue
+            piece = data[at:at + self.HEADER - len(self.header)]
+            self.header += piece
+            at += len(piece)
+            if len(self.header) == self.HEADER:
+                self.body_left = int.from_bytes(self.header[3:5], "big")
+                self.header.clear()
 
 
 class MilagroSocket(socket.socket):
@@ -48,6 +86,7 @@ class MilagroSocket(socket.socket):
         self._session_offer = session
         self._sslobj: MilagroSSLObject | None = None
         self._unsent = b""
+        self._framing = _RecordFraming()
         try:
             self.getpeername()
             connected = True
@@ -110,12 +149,13 @@ class MilagroSocket(socket.socket):
         if self.gettimeout() not in (0.0, None):
             self._wait(False, deadline, "read")
         try:
-            data = super().recv(_RECV_SIZE)
+            data = super().recv(self._framing.wanted())
         except (BlockingIOError, InterruptedError):
             raise ssl.SSLWantReadError("The operation did not complete (read)") from None
         except TimeoutError:
             raise TimeoutError("The read operation timed out") from None
         if data:
+            self._framing.consumed(data)
             self._incoming.write(data)
         else:
             self._incoming.write_eof()
@@ -142,6 +182,30 @@ class MilagroSocket(socket.socket):
             self._flush(time.monotonic() + 1.0)
         except (OSError, ssl.SSLError):
             pass        # the alert is best effort: the connection is failing anyway
+        self._discard_unread()
+
+    def _discard_unread(self) -> None:
+        """The connection failed: drop what the peer already sent (bounded, without waiting).
+        Reads stop at record boundaries, so the rest of a refused flight may still sit in the
+        kernel, and close() over unread bytes sends RST, which can destroy our alert before the
+        peer reads it."""
+        budget, timeout = _DISCARD_LIMIT, self.gettimeout()
+        try:
+            # Non-blocking mode, not MSG_DONTWAIT alone: with a timeout set, Python first waits
+            # up to that timeout for the fd to become readable.
+            super().settimeout(0.0)
+            while budget > 0:
+                data = super().recv(min(budget, 65536))
+                if not data:
+                    return
+                budget -= len(data)
+        except OSError:
+            pass        # nothing more now (EAGAIN), or the socket is already gone
+        finally:
+            try:
+                super().settimeout(timeout)
+            except OSError:
+                pass
 
     # --- ssl.SSLSocket --------------------------------------------------------------------
     def do_handshake(self, block: bool = False) -> None:
@@ -168,10 +232,11 @@ class MilagroSocket(socket.socket):
             if sslobj._incoming.pending or self._outgoing.pending:
                 return None
             scratch = _receive_buffer()
-            received = super().recv_into(scratch)
+            received = super().recv_into(scratch, self._framing.wanted())
             if not received:
                 self._incoming.write_eof()     # the slow path reports EOF as ssl does
                 return None
+            self._framing.consumed(scratch[:received])
             sslobj._pump(scratch[:received])    # the record layer copies what it keeps
             if self._outgoing.pending:         # e.g. a warning alert we answer
                 self._flush(None)
