@@ -129,6 +129,11 @@ def _check_revocation(identity: PeerIdentity, config: HandshakeConfig) -> None:
         # whose status it could not learn.
         raise PeerNotAuthenticated(f"anchor {identity.locator.txid_hex}: revocation status unknown, "
                                    f"the chain source failed: {type(exc).__name__}: {exc}") from None
+    except VerificationError as exc:
+        # A checker whose evidence does not check out (a stale revocation list, a bad link):
+        # the status is unknown, and it is the same refusal.
+        raise PeerNotAuthenticated(f"anchor {identity.locator.txid_hex}: revocation status unknown: "
+                                   f"{type(exc).__name__}: {exc}") from None
 
 
 def reauthenticate(peer: AuthenticatedPeer | None, config: HandshakeConfig, *, expected_name: str | None = None,

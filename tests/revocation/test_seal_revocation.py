@@ -135,3 +135,20 @@ def test_a_seal_spent_elsewhere_is_not_spent_again(own_world):
     with pytest.raises(IdentityError, match="already spent"):
         revoke_party(world.home, "client.example", world.source)
     assert party.locator is not None
+
+
+def test_a_checker_whose_evidence_does_not_check_out_refuses_the_peer(own_world):
+    """A checker raising a VerificationError (a stale revocation list, say) leaves the status
+    unknown: the same fail-closed refusal, never an exception out of the handshake."""
+    from milagro_tls.chain.revocation_list import RevocationListStale
+
+    def stale(identity):
+        raise RevocationListStale("list root 00.. is not the TBS's current revocation list")
+    client = config(own_world, identity=None, trust=own_world.trust(SERVER), revocation_check=stale)
+    server = config(own_world, identity=SERVER, trust=own_world.trust())
+    _, _, events, _ = connect(client, server, server_hostname=SERVER)
+    event = events[-1]
+    assert isinstance(event, ConnectionFailed) and event.alert_sent
+    assert type(event.error) is PeerNotAuthenticated
+    assert "revocation status unknown: RevocationListStale" in str(event.error)
+    assert event.error.alert == AlertDescription.bad_certificate
