@@ -178,7 +178,7 @@ def worker_app(**kwargs):
                             network=source.network.label, tbs_key=party.key, tbs_name=party.certificate.name,
                             accept=assembler.accept, pending=pending, revocations=revocation_lists,
                             seals=SealStatus(source))
-    blueprints = [wellknown_blueprint(party, canary=canary, log=activity)]
+    blueprints = [wellknown_blueprint(party, canary=canary, log=activity, source=source)]
     blueprints.append(_chain_blueprint(source, revocation_lists))
     main = create_app(TbsApp(enrolments, blueprints=tuple(blueprints)))
     context = TbsContext(settings, home, party, store, source, enrolments)
