@@ -1,5 +1,6 @@
 """Refusals as JSON, the same for every role's API: ``{"error", "error_description"}`` with a 4xx
-(or a 500 whose detail stays in the log: never a traceback to the peer).
+(or a 500 whose detail stays in the log: never a traceback to the peer; a 503 with Retry-After
+while the role's database is unavailable).
 
 ``BoundedJSONProvider``: request bodies nested too deeply for ``json.loads`` (RecursionError,
 which ``request.get_json(silent=True)`` does not catch: only ValueError) are malformed JSON like
@@ -11,6 +12,7 @@ from typing import Any
 
 from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 
@@ -47,6 +49,17 @@ def install_json_errors(app: Flask, role_error: type[Exception], log: logging.Lo
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         return json_error(error.code or 500, error.name.lower().replace(" ", "_"), error.description or "")
+
+    @app.errorhandler(DBAPIError)
+    def store_unavailable(error: DBAPIError):
+        # The database is down or restarting: nothing was acknowledged, and asking again later
+        # is the right reaction (503 with Retry-After), not a bug report (500).
+        if not (isinstance(error, OperationalError) or error.connection_invalidated):
+            return unexpected(error)
+        log.warning("the store is unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
+        response = json_error(503, "store_unavailable", "the role's database is unavailable; try again later")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

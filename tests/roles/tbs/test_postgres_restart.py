@@ -111,9 +111,10 @@ def test_postgresql_restarted_twice_under_two_tbs_workers_loses_nothing(world, t
     spends = Counter(op for tx in mined for op in map(outpoint, tx.vin))
     assert max(spends.values()) == 1
     assert set(states) <= {"settled", "reclaimed", "abandoned"}, states
-    # While the database was away the peers got JSON errors, never a traceback.
+    # While the database was away the peers got "try again later" as JSON, never a traceback.
     for body in RetryingPat.bodies:
         assert "traceback" not in body.lower() and isinstance(httpx.Response(500, content=body).json().get("error"), str), body
+    assert set(RetryingPat.server_errors) <= {503}, (dict(RetryingPat.server_errors), RetryingPat.bodies[:3])
     print("a 5xx body:", RetryingPat.bodies[:1])
     print(f"\nPostgreSQL restarted twice (at {restarts} acknowledged/anchored) under two TBS workers: "
           f"{PATS} PATs anchored once each, batches {dict(states)}, {len(record)} wallet transactions mined, "
