@@ -19,7 +19,9 @@ each with its certificate (the chain holds only its digest); they are verified a
 ``revoke`` records a batch-anchored PAT's certificate digest as revoked (idempotent; a PAT name
 is looked up among the enrolments) and prints {"digest", "revoked", "new", "revoked_at",
 "reason", "list_number", "enrolled_here"[, "pat"]}. The TBS answers it revoked at once
-(GET /chain/revocation/<digest>); a running worker anchors the next revocation list with it.
+(GET /chain/revocation/<digest>) and refuses the PAT's milagro-tls handshakes with its
+batch-anchored identity (alert certificate_revoked, 44; its MAC-authenticated enrolment
+endpoints answer 403 pat_revoked); a running worker anchors the next revocation list with it.
 """
 from __future__ import annotations
 
@@ -118,6 +120,7 @@ def _free_ports(host: str, count: int) -> list[int]:
 
 def _serve(args) -> int:
     from ..serving import serve_role
+    from .revocations import OwnPatRevocations
     from .service import TbsSettings, enrolment_key, prepare
 
     free = iter(_free_ports(args.host, 2))
@@ -142,12 +145,21 @@ def _serve(args) -> int:
 
     # New PATs connect anonymously (require_client_identity stays False); anchored PATs are known
     # by their verified locator (/pat/instructions), at the depth this TBS settles its batches
-    # at: a PAT it calls anchored can fetch its updates.
-    return serve_role(chain=args.chain, prepare=lambda source: prepare(settings, source),
+    # at: a PAT it calls anchored can fetch its updates. A PAT this TBS revoked is refused in
+    # the handshake (certificate_revoked) by its own store (revocations.OwnPatRevocations).
+    context_options = {"accept_anchored_clients": True, "min_confirmations": args.min_confirmations}
+
+    def prepared(source):
+        home, party = prepare(settings, source)
+        # serve_role builds the Context from context_options after prepare: the checker takes
+        # the batching key the identity names (the key every PAT of this TBS names).
+        context_options["batch_revocation"] = OwnPatRevocations(args.home, args.db, party.certificate.batch_key)
+        return home, party
+
+    return serve_role(chain=args.chain, prepare=prepared,
                       app="milagro_tls.roles.tbs.service:worker_app", app_kwargs=settings.to_kwargs(),
                       host=args.host, port=port, workers=args.workers, cert=args.cert, key=args.key,
-                      context_options={"accept_anchored_clients": True, "min_confirmations": args.min_confirmations},
-                      announce=announce, gunicorn={"bind": binds})
+                      context_options=context_options, announce=announce, gunicorn={"bind": binds})
 
 
 def _open(args):

@@ -23,10 +23,17 @@ may still be in the mempool, which is where a verifier's "current list" starts t
 Answering (``RevocationLists.answer``, served as GET /chain/revocation/<digest>): a digest in
 the store is revoked, anchored or not yet (the TBS's word); any other gets a non-membership
 proof against the newest anchored list (the empty list, and no link, before the first one).
+
+Refusing (``OwnPatRevocations``, the TBS's own serving Context's ``batch_revocation``): a PAT
+of this TBS (its certificate names our batching key) whose digest is in the store fails its
+handshake with the TBS with certificate_revoked (44), anchored or not yet: the TBS asks its own
+store, not itself over tbs://. Its MAC-authenticated enrolment endpoints (anonymous handshake)
+still answer 403 pat_revoked.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -34,11 +41,12 @@ from typing import Any, Callable
 
 from sqlalchemy import func, select, update
 
+from ...chain.errors import AnchorRevoked
 from ...chain.hashes import from_display_hex, to_display_hex
 from ...chain.revocation_list import revocation_list_root
 from ...identity.certificate import BirthCertificate
 from ...identity.marker import MarkerType
-from ..store import Store, insert_or_ignore
+from ..store import Store, insert_or_ignore, open_store
 from .groups import TbsError
 from .tables import enrolments, revocation_lists, revocations
 
@@ -201,6 +209,54 @@ class RevocationLists:
             return answer_for((), {digest} if revoked else (), digest, None)
         number, root, txid = newest
         return answer_for(self.leaves(number, root), {digest} if revoked else (), digest, (txid, number))
+
+
+# --- the TBS's own handshakes ------------------------------------------------------------------
+class OwnPatRevocations:
+    """A chain.revocation BatchChecker for the TBS's own serving Context: a batch-anchored PAT
+    naming this TBS's batching key (``batch_key_xonly``) is refused (AnchorRevoked: alert
+    certificate_revoked) when its certificate digest is in tbs_revocations, anchored in a list
+    or not yet. The store's word, which is the TBS's own: no list proof is needed here.
+
+    The Context is built in gunicorn's master before the fork: the store (``db``, or SQLite in
+    ``home``) is opened lazily, once per process (pid-checked), so no worker uses a connection
+    another process holds. The master never handshakes, so it never opens one."""
+
+    def __init__(self, home: str | os.PathLike, db: str | None, batch_key_xonly: bytes) -> None:
+        if not isinstance(batch_key_xonly, bytes) or len(batch_key_xonly) != 32:
+            raise ValueError("the batching key is a 32-byte x-only key")
+        self.home, self.db, self.batch_key = home, db, batch_key_xonly
+        self._store: Store | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def covers(self, identity) -> bool:
+        """Whether ``identity`` is a batch-anchored PAT of this TBS."""
+        return identity.seal is None and identity.certificate.batch_key == self.batch_key
+
+    def store(self) -> Store:
+        pid = os.getpid()
+        with self._lock:
+            if self._store is None or self._pid != pid:
+                # A parent's store is left alone (its connections are the parent's).
+                self._store = open_store(self.db, self.home)
+                self._pid = pid
+            return self._store
+
+    def __call__(self, identity) -> None:
+        digest = identity.certificate.digest()
+        with self.store().read() as connection:
+            revoked = is_revoked(connection, digest)
+        if revoked:
+            log.info("PAT %r (certificate %s) refused: revoked by this TBS", identity.name, digest.hex())
+            raise AnchorRevoked(f"{identity.name!r} (certificate {digest.hex()}) is revoked by this TBS "
+                                "(its own store)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None and self._pid == os.getpid():
+                self._store.close()
+            self._store = None
 
 
 # --- the trust entries' seals -------------------------------------------------------------------

@@ -175,3 +175,48 @@ def test_the_cli_records_a_revocation_and_needs_yes(tmp_path, store_url):
             assert connection.execute(select(revocations.c.digest)).scalars().all() == [digest(7)]
     finally:
         store.close()
+
+
+def test_the_tbs_refuses_its_own_revoked_pats_from_its_store(store, store_url, tmp_path):
+    """OwnPatRevocations (the TBS's own Context's batch checker): it covers the batch PATs
+    naming this TBS's batching key, refuses one whose digest is in tbs_revocations (listed or
+    not yet) with AnchorRevoked, and opens its store once per process."""
+    from types import SimpleNamespace
+
+    from milagro_tls.chain.errors import AnchorRevoked
+    from milagro_tls.roles.tbs.revocations import OwnPatRevocations
+
+    key = hashlib.sha256(b"batch key").digest()
+
+    def pat(n: int, *, batch_key: bytes = key, seal=None):
+        certificate = SimpleNamespace(batch_key=batch_key, digest=lambda: digest(n))
+        return SimpleNamespace(name=f"pat-{n}", seal=seal, certificate=certificate)
+
+    checker = OwnPatRevocations(tmp_path, store_url, key)
+    try:
+        assert checker.covers(pat(1))
+        assert not checker.covers(pat(1, batch_key=bytes(32)))          # another TBS's PAT
+        assert not checker.covers(pat(1, seal=(bytes(32), 0)))          # a sealed identity
+        checker(pat(1))
+        checker(pat(2))
+        revoke(store, digest(1), "stolen")
+        with pytest.raises(AnchorRevoked, match="revoked by this TBS"):
+            checker(pat(1))                                             # not in any list yet
+        checker(pat(2))
+        with store.begin() as connection:
+            connection.execute(revocations.update().values(list_number=1))
+        with pytest.raises(AnchorRevoked):
+            checker(pat(1))                                             # listed
+
+        # Another process (a forked worker) opens its own store; the same process reuses it.
+        first = checker.store()
+        assert checker.store() is first
+        checker._pid = -1
+        assert checker.store() is not first
+        first.close()
+        with pytest.raises(AnchorRevoked):
+            checker(pat(1))
+    finally:
+        checker.close()
+    with pytest.raises(ValueError):
+        OwnPatRevocations(tmp_path, store_url, b"short")
