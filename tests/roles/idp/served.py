@@ -8,18 +8,16 @@ then starts none). The IdP creates its anchored identity on first start through 
 (faucet, anchor, mined blocks)."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from milagro_tls.chain.server import ChainServer
 
 from helpers.nodes import LockedNode
+from helpers.role_process import start_announcing
 
 from .flows import PASSWORD
 
@@ -67,18 +65,7 @@ def start_idp(home: Path, chain_dir: Path, *, registration_token: str | None = N
     if registration_token:
         command += ["--registration-token", registration_token]
     log_path = home / "idp-serve.log"
-    log = open(log_path, "ab")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env={**os.environ})
-    log.close()
-    line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0]:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"milagro idp serve did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
-    announced = json.loads(line[0])
+    process, announced = start_announcing(command, log_path, "milagro idp serve", START_TIMEOUT)
     return IdPProcess(issuer=announced["issuer"], port=announced["listening"], ca_file=announced["ca_file"],
                       home=home, registration_token=registration_token, process=process, log_path=log_path,
                       announced=announced)
