@@ -13,6 +13,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
+import threading
 import ssl
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -94,6 +95,20 @@ def _server_hostname(name: str | bytes | None) -> str | None:
     if isinstance(name, str):
         return name.encode("idna").decode("ascii")
     return bytes(name).decode("ascii")
+
+
+_warned_keylogs: set[str] = set()
+_warned_keylogs_lock = threading.Lock()
+
+
+def _first_warning_for(path: str) -> bool:
+    """Once per key log file per process: a thousand contexts sharing one file (the demo's PATs)
+    need one warning, not a thousand."""
+    with _warned_keylogs_lock:
+        if path in _warned_keylogs:
+            return False
+        _warned_keylogs.add(path)
+        return True
 
 
 class Context(ssl.SSLContext):
@@ -390,7 +405,7 @@ class Context(ssl.SSLContext):
         # Overrides ssl.SSLContext's, which would hand the path to OpenSSL: our handshakes
         # never reach OpenSSL, so OpenSSL would log nothing.
         self._keylog = KeyLog(path) if path else None
-        if self._keylog is not None:
+        if self._keylog is not None and _first_warning_for(self._keylog.path):
             log.warning("TLS KEY LOG ON: the master secret of every connection of this context is written "
                         "to %s; anyone who can read it can decrypt the traffic", self._keylog.path)
 

@@ -143,3 +143,18 @@ def test_concurrent_writers_never_interleave_lines(tmp_path):
     lines = _lines(path)
     assert len(lines) == 800 and len(parse_keylog(path.read_text())) == 800
     assert all(len(line) == len("CLIENT_RANDOM ") + 64 + 1 + 96 for line in lines)
+
+
+def test_the_warning_comes_once_per_key_log_file_not_once_per_context(world, tmp_path, caplog):
+    """The demo's PATs share one key log: one warning, however many contexts write to it."""
+    shared, other = tmp_path / "pats.keylog", tmp_path / "other.keylog"
+    with caplog.at_level(logging.WARNING, logger="milagro_tls.context"):
+        contexts = [make_context(world, identity="alice", trust=("echo.example",), keylog_filename=shared)
+                    for _ in range(3)]
+        contexts.append(make_context(world, identity="alice", trust=("echo.example",), keylog_filename=other))
+    warned = [record.getMessage() for record in caplog.records if "KEY LOG ON" in record.getMessage()]
+    assert len(warned) == 2
+    assert str(shared) in warned[0] and str(other) in warned[1]
+    assert all(context.keylog_filename for context in contexts)   # every context still logs
+    for context in contexts:
+        context.close()
