@@ -45,6 +45,7 @@ class ServerHandshake:
         self.server_random = os.urandom(32)
         client_locator = extension_data(extensions[LOCATOR_EXTENSION])
         resumable = self._resumable_session(bytes(hello.session_id), client_locator)
+        self._offered_suites = None          # needed only here; a kept connection should not hold it
         self.suite = resumable.suite if resumable else suite
         self.session_id = resumable.id if resumable else os.urandom(32)
         if ExtensionType.server_name in extensions:
