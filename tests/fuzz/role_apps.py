@@ -24,20 +24,12 @@ from milagro_tls.errors import MalformedInput
 from milagro_tls.identity.batchpat import BatchPat
 from milagro_tls.identity.keys import IdentityKey
 from milagro_tls.mpin import MasterSecret, MpinServer, combine_g2, issue_server_secret
-from milagro_tls.roles.activitylog import ActivityLog
 from milagro_tls.roles.store import open_store
 
-from roles.dta.fakes import FakeIdP, FakeSocket, fake_locator
+from roles.dta.fakes import FakeSocket, fake_locator
+from roles.dta.rig import Clock
+from roles.dta.rig import dta_rig as build_dta_rig
 
-BASE_URL = "https://localhost:7443"
-
-
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def count(store, table) -> int:
@@ -57,27 +49,11 @@ def party_client(app: Flask, locator):
 
 # --- the D-TA (as tests/roles/dta/conftest.py's dta_unit) --------------------------------------
 def dta_rig(tmp_path):
-    from milagro_tls.roles.dta import tables
-    from milagro_tls.roles.dta.app import Dta, create_app
-    from milagro_tls.roles.dta.idps import ensure_registered
-    from milagro_tls.roles.dta.issuance import Issuer, add_service
-    from milagro_tls.roles.dta.logins import Logins
+    from milagro_tls.roles.dta.issuance import add_service
 
-    clock = Clock()
-    idp = FakeIdP(clock=clock)
-    store = open_store(None, tmp_path)
-    tables.migrate(store)
-    http = idp.client()
-    provider = ensure_registered(store, tmp_path, idp.issuer, http, redirect_uri=f"{BASE_URL}/callback",
-                                 client_name="D-TA fuzz")
-    logins = Logins(store, {idp.issuer: provider}, lambda issuer: http, base_url=BASE_URL, clock=clock)
-    log = ActivityLog(store, 60, None, clock=clock)
-    issuer = Issuer(store, logins, MasterSecret.generate(), IdentityKey.generate(), "dta-fuzz", fake_locator(200),
-                    log, clock=clock)
-    app = create_app(Dta(logins, issuer, b"k" * 32, BASE_URL))
-    add_service(store, fake_locator(3), "svc")
-    return SimpleNamespace(app=app, idp=idp, store=store, tables=tables, clock=clock, close=lambda: (http.close(),
-                                                                                                   store.close()))
+    rig = build_dta_rig(tmp_path, "dta-fuzz")
+    add_service(rig.store, fake_locator(3), "svc")
+    return rig
 
 
 # --- the TBS's main port (as tests/roles/tbs/test_batcher.py's rig, without a chain) ------------

@@ -31,12 +31,7 @@ from milagro_tls.identity.keys import IdentityKey
 from milagro_tls.mpin import MasterSecret, identity as mpin_identity, shares as mpin_shares
 from milagro_tls.mpin.curve import encode_g1, encode_g2
 from milagro_tls.mpin.protocol import MpinClient, MpinServer, Pass2, extract_pin
-from milagro_tls.roles.activitylog import ActivityLog
-from milagro_tls.roles.dta import tables as dta_tables
-from milagro_tls.roles.dta.app import Dta, create_app as create_dta_app
-from milagro_tls.roles.dta.idps import ensure_registered
-from milagro_tls.roles.dta.issuance import Issuer, revoke_user
-from milagro_tls.roles.dta.logins import Logins
+from milagro_tls.roles.dta.issuance import revoke_user
 from milagro_tls.roles.idp.app import create_app as create_idp_app
 from milagro_tls.roles.idp.clients import register_client
 from milagro_tls.roles.idp.config import IdPConfig
@@ -46,7 +41,8 @@ from milagro_tls.roles.idp.users import add_user
 from milagro_tls.roles.store import open_store
 
 from helpers.handshake import config, connect
-from roles.dta.fakes import CLIENT_SECRET, ISSUER, FakeIdP, FakeSocket, fake_locator, rsa_key
+from roles.dta.fakes import CLIENT_SECRET, ISSUER, fake_locator, rsa_key
+from roles.dta.rig import BASE_URL, dta_rig
 from roles.idp.flows import REDIRECT_URI, authorize, authorize_params, exchange, location, login, pkce_pair, query_of
 
 MIN_DECIMAL_DIGITS = 7          # shorter decimals occur by chance (ports, timestamps)
@@ -227,36 +223,11 @@ def test_enrolment_at_debug_leaks_no_aes_or_enrolment_key(world, scan):
 
 
 # --- a D-TA's issuance --------------------------------------------------------------------------
-class _Clock:
-    now = 1_750_000_000.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_dta_issuance_at_debug_leaks_no_master_secret_share_or_client_secret(tmp_path, scan):
     from roles.dta.test_api import browser_login, start_code_login
-    clock = _Clock()
-    idp = FakeIdP(clock=clock)
-    store = open_store(None, tmp_path)
-    dta_tables.migrate(store)
-    http = idp.client()
-    base = "https://localhost:7443"
-    provider = ensure_registered(store, tmp_path, idp.issuer, http, redirect_uri=f"{base}/callback",
-                                 client_name="D-TA test")
-    logins = Logins(store, {idp.issuer: provider}, lambda issuer: http, base_url=base, clock=clock)
-    key, master, session_key = IdentityKey.generate(), MasterSecret.generate(), os.urandom(32)
-    issuer = Issuer(store, logins, master, key, "dta-test", fake_locator(200), ActivityLog(store, 60, None, clock=clock),
-                    clock=clock)
-    app = create_dta_app(Dta(logins, issuer, session_key, base))
-    browser = app.test_client()
-    browser.environ_base["wsgi.url_scheme"] = "https"
-
-    def as_party(locator):
-        client = app.test_client()
-        client.environ_base.update({"wsgi.url_scheme": "https", "gunicorn.socket": FakeSocket(locator)})
-        return client
-    unit = type("Unit", (), {"browser": browser, "idp": idp, "as_party": staticmethod(as_party)})()
+    unit = dta_rig(tmp_path)
+    idp, store, key, master, session_key = unit.idp, unit.store, unit.key, unit.master, unit.session_key
+    browser, as_party, base = unit.browser, unit.as_party, BASE_URL
     alice, bob = fake_locator(1), fake_locator(2)
     scan.secret("D-TA master secret", master._scalar.to_be_bytes())
     scan.secret("D-TA identity key", key._private.secret)
@@ -303,8 +274,7 @@ def test_dta_issuance_at_debug_leaks_no_master_secret_share_or_client_secret(tmp
     scan.response(callback)
     assert urlsplit(base).hostname == "localhost"
     scan.check(logged_by="sqlalchemy.engine")
-    http.close()
-    store.close()
+    unit.close()
 
 
 # --- M-Pin ---------------------------------------------------------------------------------------

@@ -26,58 +26,18 @@ from types import SimpleNamespace
 import pytest
 
 from helpers.role_process import start_announcing
-from milagro_tls.identity.keys import IdentityKey
-from milagro_tls.mpin import MasterSecret
-from milagro_tls.roles.activitylog import ActivityLog
-from milagro_tls.roles.dta import tables
-from milagro_tls.roles.dta.app import Dta, create_app
-from milagro_tls.roles.dta.idps import ensure_registered
-from milagro_tls.roles.dta.issuance import Issuer
-from milagro_tls.roles.dta.logins import Logins
-from milagro_tls.roles.store import open_store
 
-from .fakes import FakeIdP, FakeSocket, fake_locator
+from .fakes import fake_locator
+from .rig import dta_rig
 
-BASE_URL = "https://localhost:7443"
 START_TIMEOUT = 180
-
-
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def dta_unit(tmp_path):
-    clock = Clock()
-    idp = FakeIdP(clock=clock)
-    store = open_store(None, tmp_path)
-    tables.migrate(store)
-    http = idp.client()
-    provider = ensure_registered(store, tmp_path, idp.issuer, http, redirect_uri=f"{BASE_URL}/callback",
-                                 client_name="D-TA test")
-    logins = Logins(store, {idp.issuer: provider}, lambda issuer: http, base_url=BASE_URL, clock=clock)
-    key = IdentityKey.generate()
-    dta_locator = fake_locator(200)
-    log = ActivityLog(store, 60, None, clock=clock)
-    issuer = Issuer(store, logins, MasterSecret.generate(), key, "dta-test", dta_locator, log, clock=clock)
-    app = create_app(Dta(logins, issuer, b"k" * 32, BASE_URL))
-    browser = app.test_client()
-    browser.environ_base["wsgi.url_scheme"] = "https"
-
-    def as_party(locator):
-        client = app.test_client()
-        client.environ_base.update({"wsgi.url_scheme": "https", "gunicorn.socket": FakeSocket(locator)})
-        return client
-
-    yield SimpleNamespace(app=app, idp=idp, clock=clock, store=store, logins=logins, issuer=issuer, key=key,
-                          dta_locator=dta_locator, provider=provider, browser=browser, as_party=as_party,
-                          alice=fake_locator(1), bob=fake_locator(2), log=log)
-    http.close()
-    store.close()
+    rig = dta_rig(tmp_path)
+    yield SimpleNamespace(**vars(rig), alice=fake_locator(1), bob=fake_locator(2))
+    rig.close()
 
 
 # --- the served D-TA -----------------------------------------------------------------------

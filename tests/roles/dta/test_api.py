@@ -17,7 +17,7 @@ from milagro_tls.roles.activitylog import LeafNotAnchored
 from milagro_tls.roles.dta import tables
 from milagro_tls.roles.dta.issuance import add_service, revoke_user
 
-from .conftest import BASE_URL
+from .rig import BASE_URL
 from .fakes import CLIENT_ID, CLIENT_SECRET, ISSUER, rsa_key
 
 
