@@ -37,6 +37,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import func, select, update
@@ -212,21 +213,41 @@ class RevocationLists:
 
 
 # --- the TBS's own handshakes ------------------------------------------------------------------
+#: The worker's own store (``share_worker_store``), with the pid that opened it.
+_worker_store: tuple[int, str, str | None, Store] | None = None
+
+
+def share_worker_store(home: str | os.PathLike, db: str | None, store: Store) -> None:
+    """Called by the worker's app (service.worker_app) with the store it opened: this process's
+    OwnPatRevocations for the same home and database use it rather than opening another.
+
+    Not only one pool per worker: opening a second store on a SQLite file this process already
+    has open (open_store opens and closes the file first) drops every POSIX lock the process
+    holds on it, SQLite's documented way to corrupt a database. Other processes then take
+    themselves for the last connection, checkpoint and delete the WAL, and this process's later
+    commits go to the unlinked WAL: nobody else sees them until the worker exits."""
+    global _worker_store
+    _worker_store = (os.getpid(), str(Path(home).resolve()), db, store)
+
+
 class OwnPatRevocations:
     """A chain.revocation BatchChecker for the TBS's own serving Context: a batch-anchored PAT
     naming this TBS's batching key (``batch_key_xonly``) is refused (AnchorRevoked: alert
     certificate_revoked) when its certificate digest is in tbs_revocations, anchored in a list
     or not yet. The store's word, which is the TBS's own: no list proof is needed here.
 
-    The Context is built in gunicorn's master before the fork: the store (``db``, or SQLite in
-    ``home``) is opened lazily, once per process (pid-checked), so no worker uses a connection
-    another process holds. The master never handshakes, so it never opens one."""
+    The Context is built in gunicorn's master before the fork, so the store (``db``, or SQLite
+    in ``home``) is found lazily, once per process (pid-checked): the worker's own, shared by
+    its app (``share_worker_store``; gunicorn loads the app before a worker accepts), else one
+    opened here. No process uses a connection another holds; the master never handshakes, so
+    it never opens one."""
 
     def __init__(self, home: str | os.PathLike, db: str | None, batch_key_xonly: bytes) -> None:
         if not isinstance(batch_key_xonly, bytes) or len(batch_key_xonly) != 32:
             raise ValueError("the batching key is a 32-byte x-only key")
         self.home, self.db, self.batch_key = home, db, batch_key_xonly
         self._store: Store | None = None
+        self._owned = False
         self._pid = 0
         self._lock = threading.Lock()
 
@@ -239,7 +260,11 @@ class OwnPatRevocations:
         with self._lock:
             if self._store is None or self._pid != pid:
                 # A parent's store is left alone (its connections are the parent's).
-                self._store = open_store(self.db, self.home)
+                shared = _worker_store
+                if shared is not None and shared[:3] == (pid, str(Path(self.home).resolve()), self.db):
+                    self._store, self._owned = shared[3], False
+                else:
+                    self._store, self._owned = open_store(self.db, Path(self.home)), True
                 self._pid = pid
             return self._store
 
@@ -254,7 +279,7 @@ class OwnPatRevocations:
 
     def close(self) -> None:
         with self._lock:
-            if self._store is not None and self._pid == os.getpid():
+            if self._store is not None and self._owned and self._pid == os.getpid():
                 self._store.close()
             self._store = None
 

@@ -35,7 +35,7 @@ from . import tables
 from .app import PortDispatcher, TbsApp, create_app
 from .batcher import Batcher, BatchJobs, BatchPolicy
 from .enrolments import AtRestKey, Enrolments, PendingBatches
-from .revocations import RevocationLists, SealStatus
+from .revocations import RevocationLists, SealStatus, share_worker_store
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,8 @@ def worker_app(**kwargs):
     party = home.party()
     store = home.open_store(settings.db)
     tables.migrate(store)
+    # The serving Context's OwnPatRevocations reads this store: one per worker (revocations.py).
+    share_worker_store(settings.home, settings.db, store)
     source = open_source(settings.chain)
     # The wallet record, the root chain's state and their locks in the store: workers on several
     # machines sharing the database never spend one coin twice or fork a chain (roles.walletstore).

@@ -177,14 +177,17 @@ def test_the_cli_records_a_revocation_and_needs_yes(tmp_path, store_url):
         store.close()
 
 
-def test_the_tbs_refuses_its_own_revoked_pats_from_its_store(store, store_url, tmp_path):
+def test_the_tbs_refuses_its_own_revoked_pats_from_its_store(store, store_url, tmp_path, monkeypatch):
     """OwnPatRevocations (the TBS's own Context's batch checker): it covers the batch PATs
     naming this TBS's batching key, refuses one whose digest is in tbs_revocations (listed or
     not yet) with AnchorRevoked, and opens its store once per process."""
     from types import SimpleNamespace
 
     from milagro_tls.chain.errors import AnchorRevoked
-    from milagro_tls.roles.tbs.revocations import OwnPatRevocations
+    from milagro_tls.roles.tbs import revocations as revocations_module
+    from milagro_tls.roles.tbs.revocations import OwnPatRevocations, share_worker_store
+
+    monkeypatch.setattr(revocations_module, "_worker_store", None)
 
     key = hashlib.sha256(b"batch key").digest()
 
@@ -208,15 +211,22 @@ def test_the_tbs_refuses_its_own_revoked_pats_from_its_store(store, store_url, t
         with pytest.raises(AnchorRevoked):
             checker(pat(1))                                             # listed
 
-        # Another process (a forked worker) opens its own store; the same process reuses it.
-        first = checker.store()
-        assert checker.store() is first
-        checker._pid = -1
-        assert checker.store() is not first
-        first.close()
+        # Without a worker's store it opened its own; a process (a forked worker) whose app
+        # shares its store uses that one, and any other process opens its own again.
+        own = checker.store()
+        assert own is not store and checker.store() is own
+        share_worker_store(tmp_path, store_url, store)
+        checker._pid = -1                                               # as if forked
+        assert checker.store() is store
         with pytest.raises(AnchorRevoked):
             checker(pat(1))
+        checker.close()                                                 # not ours: left open
+        checker(pat(2))
+        monkeypatch.setattr(revocations_module, "_worker_store", (-1, *revocations_module._worker_store[1:]))
+        checker._pid = -1
+        assert checker.store() is not store
     finally:
         checker.close()
+        own.close()
     with pytest.raises(ValueError):
         OwnPatRevocations(tmp_path, store_url, b"short")
