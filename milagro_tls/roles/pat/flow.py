@@ -18,7 +18,8 @@ enrol, in order (each step is recorded in the home, so an interrupted enrol resu
 
 update: the same step 7 over milagro-tls with the PAT's batch-anchored identity (GET
 /pat/instructions?since=V). connect: one HTTPS request over milagro-tls to a peer the trust
-store pins, with the PAT's identity.
+store pins, with the PAT's identity; a handshake refused with certificate_revoked ends in
+PatRevoked when the TBS confirms it (see below).
 
 Revocation (issue 18): a set carries the TBS's answer for the PAT's own certificate digest.
 "Revoked" is the TBS's word and ends the PAT (PatRevoked; the CLI prints {"revoked": true, ...}
@@ -27,17 +28,21 @@ the TBS's 0x04 revocation-list chain, which the PAT walks through its tbs:// sou
 (chain.revocation_list; a proof against an older list is re-asked once, then refused). Trust
 entries whose seal the TBS's source says is spent are not installed. A TBS refusing the PAT
 ``pat_revoked`` is asked for the PAT's status (GET /chain/revocation/<digest>) before the PAT
-reports itself revoked.
+reports itself revoked. So is a TBS (or any peer) refusing the PAT's milagro-tls handshake
+with alert certificate_revoked (44): the TBS refuses its own revoked PATs in the handshake
+(roles.tbs.revocations.OwnPatRevocations), and such a refusal is not retried.
 """
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
+from tlslite.constants import AlertDescription
 
 from ...chain.errors import SourceError, VerificationError
 from ...chain.hashes import from_display_hex, to_display_hex
@@ -70,13 +75,28 @@ CONNECT_ATTEMPTS = 5
 CONNECT_RETRY_DELAY = 1.0
 
 
+def refused_as_revoked(error: BaseException) -> bool:
+    """Whether ``error`` (an httpx error, or any exception) is, or was caused by, the peer's
+    fatal alert certificate_revoked in a milagro-tls handshake (adapters.errors.MilagroSSLError
+    with ``alert_sent`` False: the peer sent it)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLError) and getattr(error, "alert", None) == AlertDescription.certificate_revoked \
+                and getattr(error, "alert_sent", None) is False:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _send(http: httpx.Client, method: str, url: str, **kwargs) -> httpx.Response:
-    """One request, retrying only a failure to connect (the handshake), never a sent request."""
+    """One request, retrying only a failure to connect (the handshake), never a sent request,
+    nor a handshake the peer refused as revoked (that will not pass on a retry)."""
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
             return http.request(method, url, **kwargs)
-        except httpx.ConnectError:
-            if attempt == CONNECT_ATTEMPTS:
+        except httpx.ConnectError as exc:
+            if attempt == CONNECT_ATTEMPTS or refused_as_revoked(exc):
                 raise
             time.sleep(CONNECT_RETRY_DELAY)
     raise AssertionError("unreachable")
@@ -285,6 +305,25 @@ def _refused(what: str, response: httpx.Response, session: _Session, tbs_certifi
         if answer.revoked:
             return PatRevoked(pat.certificate.name, pat.certificate.digest(), tbs_certificate.name)
     return refused
+
+
+def _refused_in_handshake(what: str, error: httpx.HTTPError, session: _Session, tbs_certificate: BirthCertificate,
+                          pat: BatchPat) -> PatError:
+    """The error for a handshake refused with certificate_revoked: PatRevoked when our TBS
+    says so too for our digest (GET /chain/revocation/<digest> over tbs://), else PatError
+    (a peer's alert alone is no proof: only the TBS can revoke its PATs)."""
+    digest = pat.certificate.digest()
+    try:
+        answer = session.source.revocation_status(digest)
+    except SourceError as exc:
+        return PatError(f"{what}: the handshake was refused as revoked (alert certificate_revoked); and the TBS's "
+                        f"revocation status cannot be read: {exc}")
+    if answer.revoked:
+        log.warning("this PAT (%s) is revoked by its TBS %s: %s refused its handshake", pat.certificate.name,
+                    tbs_certificate.name, what)
+        return PatRevoked(pat.certificate.name, digest, tbs_certificate.name)
+    return PatError(f"{what}: the handshake was refused as revoked (alert certificate_revoked), but the TBS "
+                    f"{tbs_certificate.name!r} answers this PAT not revoked: {type(error).__name__}: {error}")
 
 
 # --- instructions ----------------------------------------------------------------------------
@@ -516,6 +555,8 @@ def update(home, *, min_confirmations: int = DEFAULT_MIN_CONFIRMATIONS) -> Instr
             raise _refused("instructions update", response, session, tbs_certificate, pat)
         return _install(session, tbs_certificate, pat, response.content, min_confirmations=min_confirmations)
     except httpx.HTTPError as exc:
+        if refused_as_revoked(exc):
+            raise _refused_in_handshake(f"the TBS at {state.tbs}", exc, session, tbs_certificate, pat) from None
         raise PatError(f"the TBS at {state.tbs}: {type(exc).__name__}: {exc}") from None
     finally:
         session.close()
@@ -541,7 +582,7 @@ def connect(home, url: str, *, name: str | None = None, method: str = "GET", con
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise PatError(f"connect takes an https:// URL, not {url!r}")
-    state, session, _, pat = _anchored_session(home)
+    state, session, tbs_certificate, pat = _anchored_session(home)
     try:
         identity = LocalIdentity.from_batch_pat(pat, session.source)
         context = Context(identity=identity, trust=home.trust(), chain=session.source, headers=session.headers,
@@ -553,6 +594,8 @@ def connect(home, url: str, *, name: str | None = None, method: str = "GET", con
             response.read()
             return response
     except httpx.HTTPError as exc:
+        if refused_as_revoked(exc):
+            raise _refused_in_handshake(url, exc, session, tbs_certificate, pat) from None
         raise PatError(f"{url}: {type(exc).__name__}: {exc}") from None
     finally:
         session.close()
