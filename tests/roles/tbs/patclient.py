@@ -15,6 +15,7 @@ from milagro_tls.enrolment import enrolment_key_of, poll_mac, seal_enrolment
 from milagro_tls.identity.batch import SigningRequest
 from milagro_tls.identity.batchpat import BatchPat
 from milagro_tls.identity.local import LocalIdentity
+from milagro_tls.roles.pat.flow import refused_as_revoked
 from milagro_tls.trust import TrustEntry, TrustStore
 
 SNI = "tbs.pinned"
@@ -95,8 +96,13 @@ class PatClient:
         return self.get(f"/enrolments/{self.enrolment_id}/instructions", mac=mac or self.mac)
 
     # --- once anchored ---------------------------------------------------------------------
-    def anchored_http(self) -> httpx.Client:
-        """A client speaking milagro-tls with the PAT's batch-anchored identity."""
+    def anchored_http(self, *, fresh: bool = False) -> httpx.Client:
+        """A client speaking milagro-tls with the PAT's batch-anchored identity; ``fresh``: a
+        new one (a new handshake: a kept-alive connection is not checked again)."""
+        if fresh and self._anchored is not None:
+            self._anchored[1].close()
+            self._anchored[0].close()
+            self._anchored = None
         if self._anchored is None:
             self.pat.confirm(self.world.source)
             identity = LocalIdentity.from_batch_pat(self.pat, self.world.source)
@@ -104,16 +110,17 @@ class PatClient:
             self._anchored = context, httpx.Client(base_url=self.tbs.base_url, verify=context, timeout=60)
         return self._anchored[1]
 
-    def pat_instructions(self, since: int, *, timeout: float = 30) -> httpx.Response:
+    def pat_instructions(self, since: int, *, timeout: float = 30, fresh: bool = False) -> httpx.Response:
         """GET /pat/instructions with the anchored identity. A connect is retried: the TBS's
-        header sync may not have seen the block that anchored the PAT yet."""
+        header sync may not have seen the block that anchored the PAT yet; a handshake the TBS
+        refused as revoked (certificate_revoked) is not, and raises."""
         deadline = time.monotonic() + timeout
+        http = self.anchored_http(fresh=fresh)
         while True:
             try:
-                return self.anchored_http().get("/pat/instructions", params={"since": since},
-                                                extensions={"sni_hostname": SNI})
-            except httpx.ConnectError:
-                if time.monotonic() > deadline:
+                return http.get("/pat/instructions", params={"since": since}, extensions={"sni_hostname": SNI})
+            except httpx.ConnectError as exc:
+                if refused_as_revoked(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
 

@@ -2,13 +2,16 @@
 ``milagro tbs admin revoke`` -> the TBS answers revoked at once (GET /chain/revocation/<digest>)
 -> its worker anchors the list as the next link of its 0x04 chain -> a service Context with
 batch_revocation=TbsRevocations.from_tbs(...) refuses the revoked PAT with certificate_revoked
-(44) and serves the other -> the revoked PAT gets no more instructions, the other's carry its
-proof against the anchored list."""
+(44) and serves the other -> the TBS itself refuses the revoked PAT's milagro-tls handshake with
+44 too (its own Context checks its own store, roles.tbs.revocations.OwnPatRevocations), at once
+and after the list is anchored, while its MAC-authenticated path answers 403 pat_revoked -> the
+other PAT still gets its instructions, carrying its proof against the anchored list."""
 from __future__ import annotations
 
 import json
 import socket
 
+import httpx
 import pytest
 
 from milagro_tls.adapters.errors import MilagroSSLError
@@ -76,6 +79,19 @@ def refused_alert(world, pat: PatClient, port: int) -> int:
     return refused.value.alert
 
 
+def tbs_refusal(pat: PatClient) -> int:
+    """The alert the TBS refuses ``pat``'s milagro-tls handshake with (its batch-anchored
+    identity, a new connection): the MilagroSSLError under httpx's ConnectError."""
+    with pytest.raises(httpx.ConnectError) as refused:
+        pat.pat_instructions(0, fresh=True)
+    error = refused.value
+    while error is not None and not isinstance(error, MilagroSSLError):
+        error = error.__cause__ or error.__context__
+    assert error is not None, f"not a milagro-tls refusal: {refused.value!r}"
+    assert error.alert_sent is False                # the TBS sent it
+    return error.alert
+
+
 def test_a_revoked_pat_is_answered_revoked_anchored_refused_and_gets_no_instructions(world, tbs, pats):
     kept, revoked = pats(2)
     enrol_and_sign([kept, revoked])
@@ -93,6 +109,10 @@ def test_a_revoked_pat_is_answered_revoked_anchored_refused_and_gets_no_instruct
     first = open_instructions(kept.aes_key, kept.instructions().content, tbs.party().key.public_key)
     assert first.revocation is not None and first.revocation.pat.revoked is False
     assert first.revocation.pat.root == EMPTY_ROOT
+    # Both connect to the TBS with their anchored identity and get instructions.
+    for pat in (kept, revoked):
+        response = pat.pat_instructions(0)
+        assert response.status_code == 200, response.text
 
     # The verifier: a service accepting these PATs, checking them with their TBS.
     tbs_source = TbsSource(tbs.base_url, network=world.source.network)
@@ -112,10 +132,13 @@ def test_a_revoked_pat_is_answered_revoked_anchored_refused_and_gets_no_instruct
         assert (doc["digest"], doc["revoked"], doc["new"], doc["enrolled_here"], doc["pat"]) == \
             (revoked_digest.hex(), True, True, True, revoked.pat.name)
 
-        # Revoked at once (the TBS's word), whether or not its list is anchored yet.
+        # Revoked at once (the TBS's word), whether or not its list is anchored yet: by the
+        # service, and by the TBS itself (its own store) on the revoked PAT's next handshake.
         assert answer_of(kept, revoked_digest) == {"revoked": True}
         assert refused_alert(world, revoked, port) == CERTIFICATE_REVOKED
         assert connect(world, kept, port) == b"ping"
+        assert tbs_refusal(revoked) == CERTIFICATE_REVOKED
+        assert kept.pat_instructions(0, fresh=True).status_code == 200
 
         # The worker anchors list 1 = {revoked}; once mined it is the current 0x04 link.
         listed = wait_anchored_list(tbs, 1)
@@ -139,10 +162,13 @@ def test_a_revoked_pat_is_answered_revoked_anchored_refused_and_gets_no_instruct
     refusals = [e for e in errors if isinstance(e, MilagroSSLError)]
     assert [e.alert for e in refusals] == [CERTIFICATE_REVOKED] * 2 and len(errors) == 2
 
-    # No more instructions for the revoked PAT, on either path; the other's carry its proof.
-    for response in (revoked.instructions(), revoked.pat_instructions(0)):
-        assert response.status_code == 403 and response.json()["error"] == "pat_revoked", response.text
-    newer = kept.pat_instructions(0)
+    # No more instructions for the revoked PAT, on either path: its handshake with its anchored
+    # identity is refused (44), the MAC path (anonymous handshake) answers 403 pat_revoked.
+    # The other's carry its proof.
+    assert tbs_refusal(revoked) == CERTIFICATE_REVOKED
+    response = revoked.instructions()
+    assert response.status_code == 403 and response.json()["error"] == "pat_revoked", response.text
+    newer = kept.pat_instructions(0, fresh=True)
     assert newer.status_code == 200, newer.text
     update = open_instructions(kept.aes_key, newer.content, tbs.party().key.public_key)
     assert update.revocation.pat.to_json() == answer_of(kept, kept_digest)
