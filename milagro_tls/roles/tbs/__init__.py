@@ -12,7 +12,9 @@ Modules:
                     signatures, finish (broadcast), settle once confirmed, requeue empty slots
     revocations.py  revoking batch PATs (issue 18): the revoked digests, their lists anchored
                     on the 0x04 chain from the batch thread, the answer served at
-                    /chain/revocation/<digest>, the trust entries' seal status in instructions
+                    /chain/revocation/<digest>, the trust entries' seal status in instructions,
+                    and OwnPatRevocations: the TBS's own Context refuses its revoked PATs'
+                    handshakes (certificate_revoked) from the worker's store
     app.py          the Flask app on the main port (milagro-tls; anonymous PATs may enrol)
     service.py      ``prepare`` (gunicorn's master: identity, keys, schema) and ``worker_app``
     cli.py          ``milagro tbs serve`` and ``milagro tbs admin ...``
