@@ -230,8 +230,14 @@ def _sqlite_engine(url: str) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         path = Path(database)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Created 0600 before SQLite opens it: the -wal and -shm files take the same mode.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        # Created 0600 before SQLite opens it: the -wal and -shm files take the same mode. Only
+        # when missing: closing any descriptor of a file this process has open drops every POSIX
+        # lock the process holds on it (SQLite's "how to corrupt" list), so an existing database
+        # is never opened and closed here behind SQLite's back.
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

@@ -2,6 +2,7 @@
 versioned migrations (serialized across processes, refusing a newer database) and work claims."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import stat
@@ -258,3 +259,39 @@ def test_processes_opening_a_brand_new_sqlite_file_at_once_all_get_wal(tmp_path)
         for opener in openers:
             opener.join(30)
         assert outcomes == ["wal"] * 8
+
+
+def _read_jobs_in_a_new_process(path) -> list[int]:
+    """What a fresh process sees, through plain sqlite3 (whose close may checkpoint and delete
+    the WAL when it believes it is the database's last user)."""
+    import subprocess
+    import sys
+    code = ("import json, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(json.dumps(sorted(r[0] for r in c.execute('SELECT id FROM jobs')))); c.close()")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_opening_a_second_store_on_an_open_database_keeps_the_first_ones_commits_visible(tmp_path):
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it. When
+    opening a store did that to an existing database, another process closing its connection
+    took itself for the last user, checkpointed and deleted the WAL, and the first store's later
+    commits went to the deleted file: invisible to every other process."""
+    first = open_store(None, tmp_path)
+    try:
+        with first.begin() as connection:
+            metadata.create_all(connection, tables=[jobs])
+            connection.execute(insert(jobs).values(id=1))
+        second = open_store(None, tmp_path)
+        try:
+            with second.read() as connection:
+                assert connection.scalar(select(jobs.c.id)) == 1
+            assert _read_jobs_in_a_new_process(tmp_path / "state.db") == [1]
+            with first.begin() as connection:
+                connection.execute(insert(jobs).values(id=2))
+            assert _read_jobs_in_a_new_process(tmp_path / "state.db") == [1, 2]
+        finally:
+            second.close()
+    finally:
+        first.close()
