@@ -1,6 +1,7 @@
 """Run client.mjs (panva's openid-client under node) and talk to it in JSON lines."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -11,29 +12,40 @@ from pathlib import Path
 
 NODE_DIR = Path(__file__).resolve().parent
 SCRIPT = NODE_DIR / "client.mjs"
-LOCKFILE = NODE_DIR / "package-lock.json"
-#: npm writes this copy of the lock file on every install; older than ours means stale.
-INSTALLED_LOCK = NODE_DIR / "node_modules" / ".package-lock.json"
 
 
 class NodeClientError(AssertionError):
     """client.mjs said something other than what the test expected (or died)."""
 
 
-def ensure_installed() -> None:
-    """``npm ci`` in interop/oidc when node_modules is missing or older than the lock file.
+def npm_ci(directory: Path) -> None:
+    """``npm ci`` in ``directory`` when its node_modules is missing or older than its lock file.
 
     ``npm ci`` installs exactly the committed package-lock.json from the npm registry; it is the
-    only step that reaches the network, and it runs at test-setup time (``make test`` runs it
-    through the session fixture, or ahead with ``npm ci --prefix interop/oidc``).
+    only step that reaches the network, and it runs at test-setup time. Under a file lock: two
+    test processes (pytest-xdist workers) must not install into one node_modules at once.
     """
-    if INSTALLED_LOCK.exists() and INSTALLED_LOCK.stat().st_mtime >= LOCKFILE.stat().st_mtime:
+    lockfile = directory / "package-lock.json"
+    installed = directory / "node_modules" / ".package-lock.json"
+
+    def current() -> bool:
+        return installed.exists() and installed.stat().st_mtime >= lockfile.stat().st_mtime
+    if current():
         return
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("npm is not installed (Debian package npm)")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600,
-                   stdout=subprocess.DEVNULL)
+    with open(directory / ".npm-ci.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not current():                   # another process may have installed it meanwhile
+            subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=directory, check=True, timeout=600,
+                           stdout=subprocess.DEVNULL)
+
+
+def ensure_installed() -> None:
+    """panva's openid-client in interop/oidc (``make test`` runs this through the session
+    fixture; ahead: ``npm ci --prefix interop/oidc``)."""
+    npm_ci(NODE_DIR)
 
 
 class NodeRun:

@@ -9,7 +9,6 @@ is missing or older than the lock file)."""
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
 import subprocess
 import threading
@@ -19,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from interop.oidc.node import npm_ci
 from interop.oidc.person import Person
 from milagro_tls.context import Context
 from milagro_tls.mpin import encode_identity, today
@@ -29,27 +29,14 @@ from milagro_tls.trust import TrustStore
 pytestmark = pytest.mark.slow
 
 NODE_DIR = Path(__file__).resolve().parents[3] / "interop" / "oidc-provider"
-LOCKFILE = NODE_DIR / "package-lock.json"
-INSTALLED_LOCK = NODE_DIR / "node_modules" / ".package-lock.json"
 #: provider.mjs's one account: username, password and the sub it is given.
 USER, PASSWORD, SUB = "alice", "correct horse", "alice-3f9c"
-
-
-def ensure_installed() -> None:
-    """``npm ci`` (exactly the committed lock file) unless node_modules is current."""
-    if INSTALLED_LOCK.exists() and INSTALLED_LOCK.stat().st_mtime >= LOCKFILE.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is not installed (Debian package npm)")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600,
-                   stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
 def oidc_provider(tmp_path_factory):
     """provider.mjs with a fresh self-signed certificate for localhost; yields (issuer, ca_file)."""
-    ensure_installed()
+    npm_ci(NODE_DIR)
     cert, key = RoleHome(tmp_path_factory.mktemp("oidc-provider"), "idp", "oidc-provider").fallback_certificate()
     process = subprocess.Popen(["node", str(NODE_DIR / "provider.mjs"), str(cert), str(key)], cwd=NODE_DIR,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
