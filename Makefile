@@ -26,8 +26,12 @@ demo: $(STAMP)
 system-packages:
 	scripts/ensure-system-packages $(SYSTEM_PACKAGES)
 
+# One pytest worker per CPU, at most 4 (each starts its own chain, PostgreSQL and role servers);
+# a test file runs whole in one worker, so its module fixtures are built once.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: $(STAMP) system-packages
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done
