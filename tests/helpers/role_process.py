@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -87,3 +89,26 @@ def start_announcing(command: list[str], log_path: Path, what: str, timeout: flo
         process.wait()
         raise RuntimeError(f"{what} did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
     return process, json.loads(line[0])
+
+
+@dataclass(kw_only=True)
+class RoleProcess:
+    """A role's ``serve`` command started by start_announcing: its process, its log (stderr),
+    its home and the JSON line it announced."""
+    process: subprocess.Popen
+    log_path: Path
+    home: Path
+    announced: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        """SIGTERM (gunicorn's graceful stop), SIGKILL after 20 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -16,16 +16,15 @@ master secrets::
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from helpers.role_process import start_announcing
+from helpers.role_process import RoleProcess, start_announcing
 
 from .fakes import fake_locator
 from .rig import dta_rig
@@ -41,29 +40,13 @@ def dta_unit(tmp_path):
 
 
 # --- the served D-TA -----------------------------------------------------------------------
-@dataclass
-class DtaProcess:
+@dataclass(kw_only=True)
+class DtaProcess(RoleProcess):
     base_url: str
     port: int
     ca_file: str
-    home: Path
     name: str
     locator: dict
-    process: subprocess.Popen
-    log_path: Path
-    announced: dict = field(default_factory=dict)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def party(self):
         from milagro_tls.identity.party import Party

@@ -8,44 +8,27 @@ then starts none). The IdP creates its anchored identity on first start through 
 (faucet, anchor, mined blocks)."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from milagro_tls.chain.server import ChainServer
 
 from helpers.nodes import LockedNode
-from helpers.role_process import start_announcing
+from helpers.role_process import RoleProcess, start_announcing
 
 from .flows import PASSWORD
 
 START_TIMEOUT = 120
 
 
-@dataclass
-class IdPProcess:
+@dataclass(kw_only=True)
+class IdPProcess(RoleProcess):
     issuer: str
     port: int
     ca_file: str
-    home: Path
     registration_token: str | None
-    process: subprocess.Popen
-    log_path: Path
-    announced: dict = field(default_factory=dict)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def milagro(*args: str, env=None) -> subprocess.CompletedProcess:

@@ -25,39 +25,26 @@ from pathlib import Path
 
 import pytest
 
-from helpers.role_process import start_announcing
+from helpers.role_process import RoleProcess, start_announcing
 
 START_TIMEOUT = 180
 
 
-@dataclass
-class TbsProcess:
+@dataclass(kw_only=True)
+class TbsProcess(RoleProcess):
     base_url: str
     port: int
     ca_file: str
-    home: Path
     name: str
     locator: dict
     admin_port: int | None
     chain_dir: Path
     options: dict
-    process: subprocess.Popen
-    log_path: Path
-    announced: dict = field(default_factory=dict)
     registry: list | None = field(default=None, repr=False)     # the fixture's, to stop at the end
 
     @property
     def admin_url(self) -> str | None:
         return self.announced.get("admin_url")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
     def kill(self) -> None:
         """SIGKILL to gunicorn's master and every worker of it (nothing gets to clean up)."""
@@ -79,9 +66,6 @@ class TbsProcess:
         if self.registry is not None:
             self.registry.append(again)
         return again
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def party(self):
         from milagro_tls.identity.party import Party
