@@ -130,13 +130,27 @@ class MilagroSSLObject:
                 return b""
             chunk, start = chunks[0], self._offset
             end = start + size
-            if end >= len(chunk):                # this record to its end (ssl too returns one at a time)
+            if end < len(chunk):
+                self._offset = end
+                out = chunk[start:end]
+            else:
+                # This record to its end and what follows, up to ``size``: a caller that polls its
+                # fd next must not leave whole records here (see adapters.sslsocket).
                 chunks.popleft()
                 self._offset = 0
                 out = chunk[start:] if start else chunk
-            else:
-                self._offset = end
-                out = chunk[start:end]
+                if chunks and len(out) < size:
+                    pieces, taken = [out], len(out)
+                    while chunks and taken < size:
+                        piece = chunks[0]
+                        if taken + len(piece) <= size:
+                            chunks.popleft()
+                        else:
+                            self._offset = size - taken
+                            piece = piece[:self._offset]
+                        pieces.append(piece)
+                        taken += len(piece)
+                    out = b"".join(pieces)
             self._pending -= len(out)
             return out
         size = min(size, len(buffer)) if size else len(buffer)

@@ -50,11 +50,18 @@ def _second_record_stays_in_the_kernel(server_context, client_wrap) -> None:
             client.sendall(b"first request")      # one record each
             client.sendall(b"second request")
             server.settimeout(None)
-            assert server.recv(100) == b"first request"
+            assert server.recv(len(b"first request")) == b"first request"
             # Nothing asked for the second record yet: it must still make the fd readable.
             readable, _, _ = select.select([server], [], [], 5)
             assert readable == [server]
             assert server.recv(100) == b"second request"
+            readable, _, _ = select.select([server], [], [], 0)
+            assert readable == []
+            # A reader that asks for more takes several records at once, and all of them:
+            # nothing complete stays behind where poll() cannot see it.
+            for word in (b"third", b"fourth", b"fifth"):
+                client.sendall(word)
+            assert server.recv(100) == b"thirdfourthfifth"
             readable, _, _ = select.select([server], [], [], 0)
             assert readable == []
 
@@ -92,3 +99,9 @@ def test_framing_asks_for_one_record_and_the_next_header():
     assert framing.wanted() == 0x4000 + 5
     framing.consumed(b"c" * 100)
     assert framing.wanted() == 0x4000 - 100 + 5
+    # A caller reading more than this record holds may take whole records beyond it, but only
+    # as much as it asked for beyond this record's length.
+    assert framing.wanted(0x4000) == 0x4000 - 100 + 5
+    assert framing.wanted(0x4000 + 300) == 0x4000 - 100 + 5 + 300
+    framing.consumed(b"c" * (0x4000 - 100))
+    assert framing.wanted(1000) == 5 + 1000                 # at a boundary: a header, then up to 1000
