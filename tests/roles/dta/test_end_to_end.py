@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import signal
 import ssl
 import struct
 import subprocess
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import sync_playwright
 
 from interop.oidc.person import Person
-from helpers.role_process import start_announcing
+from helpers.role_process import RoleProcess, start_announcing
 from milagro_tls.chain.errors import RootNotInChain
 from milagro_tls.chain.verify import resolve_anchor
 from milagro_tls.context import Context
@@ -65,27 +64,11 @@ START_TIMEOUT = 180
 
 
 # --- the relying service process ----------------------------------------------------------
-@dataclass
-class ServiceProcess:
+@dataclass(kw_only=True)
+class ServiceProcess(RoleProcess):
     url: str
     port: int
     ca_file: str
-    home: Path
-    process: subprocess.Popen
-    log_path: Path
-    announced: dict
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def milagro(*args: str) -> subprocess.CompletedProcess:

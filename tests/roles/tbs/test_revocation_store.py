@@ -8,7 +8,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from sqlalchemy import select
@@ -24,17 +23,7 @@ from milagro_tls.roles.tbs.groups import TbsError
 from milagro_tls.roles.tbs.revocations import RevocationLists, digest_of_pat, parse_digest, revoke
 from milagro_tls.roles.tbs.tables import revocation_lists, revocations
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Crash(BaseException):
-    """A worker killed in the middle (not an Exception: nothing under test catches it)."""
+from .test_batcher import Clock, Crash
 
 
 def digest(n: int) -> bytes:
