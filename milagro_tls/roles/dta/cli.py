@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke = user.add_parser("revoke", help="issue no more shares to a user")
     revoke.add_argument("--home", required=True, type=Path)
     revoke.add_argument("--issuer", required=True)
-    revoke.add_argument("--sub", required=True)
+    revoke.add_argument("--sub", required=True,
+                        help="the user's sub at that issuer (write --sub=VALUE when it starts with '-')")
     revoke.add_argument("--db", default=None)
     revoke.set_defaults(func=_user_revoke)
 

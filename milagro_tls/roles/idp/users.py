@@ -31,7 +31,9 @@ class User:
 
 def add_user(store, username: str, password: str, *, now: float | None = None) -> User:
     check_new_account(username, password, UserError)
-    user = User(sub=secrets.token_urlsafe(16), username=username)
+    # Hex, not base64url: a sub may start with neither '-' (command lines read it as an option)
+    # nor '_'; 128 random bits either way.
+    user = User(sub=secrets.token_hex(16), username=username)
     try:
         with store.begin() as connection:
             connection.execute(insert(tables.users).values(

@@ -359,7 +359,7 @@ def test_a_revoked_user_gets_no_shares(deployment, world):
     refuses his shares; dta-b, where he is not revoked, still issues them."""
     idp = deployment.idp
     party = world.parties["echo.example"]             # bob's device: another anchored party
-    revoked = deployment.a.milagro("user", "revoke", "--issuer", idp.issuer, "--sub", deployment.bob_sub)
+    revoked = deployment.a.milagro("user", "revoke", "--issuer", idp.issuer, f"--sub={deployment.bob_sub}")
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked"] is True, revoked.stderr
     person = Person("bob", "bob's horse", idp.ca_file)
     verify = ssl.create_default_context(cafile=idp.ca_file)

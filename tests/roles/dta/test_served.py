@@ -158,7 +158,7 @@ def test_a_user_revoked_from_the_command_line_gets_no_shares(world, dta_server, 
             assert "login-done" in parse(someone.walk(started["browser_url"]).text).ids
         finally:
             someone.close()
-        revoked = other.milagro("user", "revoke", "--issuer", idp_for_dta.issuer, "--sub", alice_sub(idp_for_dta))
+        revoked = other.milagro("user", "revoke", "--issuer", idp_for_dta.issuer, f"--sub={alice_sub(idp_for_dta)}")
         assert revoked.returncode == 0, revoked.stderr
         refused = alice.post("/shares/client", {"login_nonce": started["login_nonce"]})
         assert refused.status_code == 403

@@ -1,6 +1,8 @@
 """The code flow with PKCE through the Flask test client, positive and negative."""
 from __future__ import annotations
 
+import re
+
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
@@ -28,6 +30,8 @@ def test_code_flow_issues_a_signed_id_token_and_userinfo(browser, confidential_c
     assert claims["iss"] == ISSUER and claims["aud"] == [client.client_id]
     assert claims["nonce"] == params["nonce"] and claims["preferred_username"] == "alice"
     assert isinstance(claims["auth_time"], int)
+    # 128 random bits in hex: no sub starts with "-", which command lines would take for an option.
+    assert re.fullmatch(r"[0-9a-f]{32}", claims["sub"]), claims["sub"]
     info = browser.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert info.status_code == 200 and info.get_json() == {"sub": claims["sub"], "name": "alice",
                                                              "preferred_username": "alice"}
