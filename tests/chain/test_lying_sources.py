@@ -15,9 +15,8 @@ from types import SimpleNamespace
 import pytest
 from embit.script import Witness
 
-from milagro_tls.chain.block import Block
 from milagro_tls.chain.embedded import EmbeddedSource
-from milagro_tls.chain.errors import (AnchorNotFound, BlockNotFound, HeaderRejected, ProofMismatch,
+from milagro_tls.chain.errors import (AnchorNotFound, HeaderRejected, ProofMismatch,
                                       SourceBehind, UnknownBlock)
 from milagro_tls.chain.header import BlockHeader
 from milagro_tls.chain.headerchain import HeaderChain
@@ -29,29 +28,12 @@ from milagro_tls.identity.local import LocalIdentity
 from milagro_tls.identity.party import Party
 
 from batch.support import Batcher
-from helpers.sources import DelegatingSource
+from helpers.sources import DelegatingSource, LaggingSource, TxSwappingSource
 
 REGTEST_BITS = 0x207FFFFF
 
 
 # --- the liars ----------------------------------------------------------------------------------
-class LaggingSource(DelegatingSource):
-    """Hides its newest ``hidden`` blocks (a stale or withholding server)."""
-
-    def __init__(self, inner, hidden: int) -> None:
-        super().__init__(inner)
-        self.hidden = hidden
-
-    def tip(self):
-        height = self.inner.tip().height - self.hidden
-        return Tip(height, BlockHeader.parse(self.inner.header(height)).hash)
-
-    def header(self, height):
-        if height > self.tip().height:
-            raise BlockNotFound(str(height))
-        return self.inner.header(height)
-
-
 class ExtendingSource(DelegatingSource):
     """Claims one more block on top of the honest tip, whose header it made up."""
 
@@ -68,22 +50,6 @@ class ExtendingSource(DelegatingSource):
 
     def headers(self, start, count):
         return [self.header(h) for h in range(start, min(start + count, self.height + 1))]
-
-
-class TxSwappingSource(DelegatingSource):
-    """Serves another serialization of one transaction (same txid) in its block and alone."""
-
-    def __init__(self, inner, txid: bytes, new_tx: bytes) -> None:
-        super().__init__(inner)
-        self.txid, self.new_tx = txid, new_tx
-
-    def block(self, block_hash):
-        block = Block.parse(self.inner.block(block_hash))
-        raws = tuple(self.new_tx if tx.hash() == self.txid else raw for tx, raw in zip(block.txs, block.raw_txs))
-        return Block(block.header, tuple(parse_tx(raw) for raw in raws), raws).serialize()
-
-    def transaction(self, txid, block_hash=None):
-        return self.new_tx if txid == self.txid else self.inner.transaction(txid, block_hash)
 
 
 # --- forging helpers ------------------------------------------------------------------------------

@@ -6,31 +6,13 @@ import pytest
 
 from milagro_tls.chain.block import Block
 from milagro_tls.chain.embedded import EmbeddedSource
-from milagro_tls.chain.errors import AnchorTooShallow, AnchorUnconfirmed, BlockNotFound, SourceBehind
+from milagro_tls.chain.errors import AnchorTooShallow, AnchorUnconfirmed, SourceBehind
 from milagro_tls.chain.header import BlockHeader
 from milagro_tls.chain.headerchain import HeaderChain
 from milagro_tls.chain.network import Network
-from milagro_tls.chain.source import ChainSource, Tip
 from milagro_tls.chain.verify import resolve_anchor
-from helpers.sources import DelegatingSource
+from helpers.sources import DelegatingSource, LaggingSource
 from milagro_tls.identity.party import Party
-
-
-class LaggingSource(DelegatingSource):
-    """A source that hides its newest ``hidden`` blocks, as a stale or withholding server would."""
-
-    def __init__(self, inner: ChainSource, hidden: int) -> None:
-        super().__init__(inner)
-        self.hidden = hidden
-
-    def tip(self):
-        height = self.inner.tip().height - self.hidden
-        return Tip(height, BlockHeader.parse(self.inner.header(height)).hash)
-
-    def header(self, height):
-        if height > self.tip().height:
-            raise BlockNotFound(str(height))
-        return self.inner.header(height)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from milagro_tls.chain.header import BlockHeader
 from milagro_tls.chain.headerchain import HeaderChain
 from milagro_tls.chain.proof import AnchorProof, SpentOutput, fetch_anchor_proof
 from milagro_tls.chain.sighash import SIGHASH_ALL, p2wpkh_sighash
-from milagro_tls.chain.source import ChainSource
 from milagro_tls.chain.tx import parse_tx
 from milagro_tls.chain.verify import resolve_anchor, verify_anchor
 from milagro_tls.ciphersuites.nonce import N, parse_der_signature
@@ -29,7 +28,7 @@ from milagro_tls.identity.marker import Marker, MarkerType
 from milagro_tls.identity.party import Party
 from milagro_tls.identity.wallet import AnchoringWallet
 
-from helpers.sources import DelegatingSource
+from helpers.sources import TxSwappingSource
 
 
 @pytest.fixture(scope="module")
@@ -187,25 +186,9 @@ def test_stapled_proof_with_modified_witness_is_refused(chain):
         verify_anchor(party.locator, party.certificate, lying, _headers(source))
 
 
-class WitnessSwappingSource(DelegatingSource):
-    """A source that serves the anchor's block with another witness for the anchor (same txid)."""
-
-    def __init__(self, inner: ChainSource, txid: bytes, new_tx: bytes) -> None:
-        super().__init__(inner)
-        self.txid, self.new_tx = txid, new_tx
-
-    def block(self, block_hash):
-        block = Block.parse(self.inner.block(block_hash))
-        raws = tuple(self.new_tx if tx.hash() == self.txid else raw for tx, raw in zip(block.txs, block.raw_txs))
-        return Block(block.header, tuple(parse_tx(raw) for raw in raws), raws).serialize()
-
-    def transaction(self, txid, block_hash=None):
-        return self.new_tx if txid == self.txid else self.inner.transaction(txid, block_hash)
-
-
 def test_source_serving_modified_witness_is_refused(chain):
     source, party, _ = chain
-    lying = WitnessSwappingSource(source, party.locator.txid, _other_valid_witness(party))
+    lying = TxSwappingSource(source, party.locator.txid, _other_valid_witness(party))
     with pytest.raises(ProofMismatch, match="witness"):
         resolve_anchor(party.locator, party.certificate, lying, HeaderChain(":memory:", source.network))
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from milagro_tls.chain.source import ChainSource
+from milagro_tls.chain.block import Block
+from milagro_tls.chain.errors import BlockNotFound
+from milagro_tls.chain.header import BlockHeader
+from milagro_tls.chain.source import ChainSource, Tip
+from milagro_tls.chain.tx import parse_tx
 
 
 class BlockingSource(ChainSource):
@@ -94,3 +98,37 @@ class DelegatingSource(ChainSource):
 
     def broadcast(self, raw_tx):
         return self.inner.broadcast(raw_tx)
+
+
+class LaggingSource(DelegatingSource):
+    """Hides its newest ``hidden`` blocks, as a stale or withholding server would."""
+
+    def __init__(self, inner: ChainSource, hidden: int) -> None:
+        super().__init__(inner)
+        self.hidden = hidden
+
+    def tip(self):
+        height = self.inner.tip().height - self.hidden
+        return Tip(height, BlockHeader.parse(self.inner.header(height)).hash)
+
+    def header(self, height):
+        if height > self.tip().height:
+            raise BlockNotFound(str(height))
+        return self.inner.header(height)
+
+
+class TxSwappingSource(DelegatingSource):
+    """Serves another serialization of one transaction (same txid: another witness, or none) in
+    its block and alone."""
+
+    def __init__(self, inner: ChainSource, txid: bytes, new_tx: bytes) -> None:
+        super().__init__(inner)
+        self.txid, self.new_tx = txid, new_tx
+
+    def block(self, block_hash):
+        block = Block.parse(self.inner.block(block_hash))
+        raws = tuple(self.new_tx if tx.hash() == self.txid else raw for tx, raw in zip(block.txs, block.raw_txs))
+        return Block(block.header, tuple(parse_tx(raw) for raw in raws), raws).serialize()
+
+    def transaction(self, txid, block_hash=None):
+        return self.new_tx if txid == self.txid else self.inner.transaction(txid, block_hash)
