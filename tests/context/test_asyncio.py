@@ -11,11 +11,11 @@ import socket
 
 import pytest
 
-from milagro_tls.adapters.errors import MilagroPeerVerificationError, MilagroSSLError
+from milagro_tls.adapters.errors import MilagroSSLError
 from milagro_tls.adapters.sslobject import MilagroSSLObject
 from milagro_tls.handshake import Connection, Role
 
-from helpers.contexts import echo_server, make_context, raw_client_exchange
+from helpers.contexts import echo_server, echo_stream, make_context, raw_client_exchange
 from helpers.tls_records import alert_record
 
 SUITE_PREFIX = {"ecdh": "ECDH-BTC", "yak": "YAK-BTC"}
@@ -36,12 +36,7 @@ class EchoService:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted.append({key: writer.get_extra_info(key) for key in ("peercert", "cipher", "ssl_object")})
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
+        await echo_stream(reader, writer)
 
 
 async def _exchange(reader, writer, payload: bytes) -> bytes:

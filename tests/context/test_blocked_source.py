@@ -17,7 +17,7 @@ from milagro_tls.identity.local import LocalIdentity
 from milagro_tls.identity.party import Party
 from milagro_tls.trust import TrustEntry
 
-from helpers.contexts import make_context
+from helpers.contexts import echo_stream, make_context
 from helpers.handshake import make_world
 from helpers.sources import DelegatingSource
 
@@ -96,12 +96,7 @@ class EchoService:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.peers.append(writer.get_extra_info("peercert")["name"])
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
+        await echo_stream(reader, writer)
 
 
 def test_blocked_source_never_stalls_a_handshake(world, tmp_path):

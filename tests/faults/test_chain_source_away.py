@@ -20,7 +20,7 @@ from milagro_tls.chain.esplora import EsploraSource
 from milagro_tls.chain.server import ChainServer
 from milagro_tls.context import Context
 
-from helpers.contexts import make_context
+from helpers.contexts import echo_stream, make_context
 from helpers.nodes import LockedNode
 from helpers.sources import DelegatingSource
 
@@ -44,15 +44,6 @@ class GoesAwayMidHandshake(DelegatingSource):
             self.armed = False
             self.stop()
         return super().outspend_unverified(txid, vout)
-
-
-async def _echo(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
 
 
 async def _handshake(port, context):
@@ -86,7 +77,7 @@ def test_source_gone_mid_handshake_gives_a_clean_alert_in_time_and_the_server_se
     anonymous = make_context(world, trust=("echo.example",), check_revocation=False)
 
     async def main():
-        listener = await asyncio.start_server(_echo, "127.0.0.1", 0, ssl=server, ssl_handshake_timeout=10)
+        listener = await asyncio.start_server(echo_stream, "127.0.0.1", 0, ssl=server, ssl_handshake_timeout=10)
         async with listener:
             port = listener.sockets[0].getsockname()[1]
             before = await _handshake(port, client)                      # the source answers

@@ -87,3 +87,13 @@ def raw_client_exchange(port: int, connection, *, until: bytes | None = None, ti
                     failed = True
                     break
     return received
+
+
+async def echo_stream(reader, writer) -> None:
+    """asyncio's side of an echo server: what arrives goes back until EOF, then close."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
