@@ -152,3 +152,20 @@ def tbs_server(tbs_chain, tmp_path_factory):
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def pats(world, tbs, tmp_path):
+    """A factory of PAT clients of the module's ``tbs`` fixture: ``pats(n=1)`` returns n new
+    ones (pat-0, pat-1, ...); all are closed at the end of the test."""
+    from .patclient import PatClient
+    made: list = []
+
+    def make(n: int = 1) -> list:
+        new = [PatClient(world, tbs, tmp_path / "pats", f"pat-{len(made) + i}") for i in range(n)]
+        made.extend(new)
+        return new
+
+    yield make
+    for pat in made:
+        pat.close()

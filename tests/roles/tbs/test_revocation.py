@@ -42,20 +42,6 @@ def tbs(tbs_server):
     return tbs_server("tbs-revoking", batch_wait=6)
 
 
-@pytest.fixture
-def pats(world, tbs, tmp_path):
-    made: list[PatClient] = []
-
-    def make(n: int) -> list[PatClient]:
-        new = [PatClient(world, tbs, tmp_path / "pats", f"rev-{len(made) + i}") for i in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for pat in made:
-        pat.close()
-
-
 def answer_of(pat: PatClient, digest: bytes) -> dict:
     response = pat.get(f"/chain/revocation/{digest.hex()}")
     assert response.status_code == 200, response.text

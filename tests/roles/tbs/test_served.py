@@ -28,20 +28,6 @@ def tbs(tbs_server):
     return tbs_server("tbs-served", batch_wait=6)
 
 
-@pytest.fixture
-def pats(world, tbs, tmp_path):
-    made: list[PatClient] = []
-
-    def make(n: int = 1) -> list[PatClient]:
-        new = [PatClient(world, tbs, tmp_path / "pats", f"pat-{len(made) + i}") for i in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for pat in made:
-        pat.close()
-
-
 def row_of(tbs, enrolment_id: str):
     store = tbs.store()
     try:
